@@ -1,0 +1,118 @@
+//! Command line: one typed struct per subcommand; every `serve` flag is also read from
+//! `LEG_CRAMP_CDS_<FLAG>` so `--help` documents the environment too.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "leg-cramp-cds",
+    version,
+    about = "CDS Hooks 2.0.1 service: causes of leg cramps, as advisory cards"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP service.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "LEG_CRAMP_CDS_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Directory holding services.json, rules and value sets.
+    #[arg(long, env = "LEG_CRAMP_CDS_CARDS", default_value = "cards")]
+    pub cards: PathBuf,
+    /// Base URL clients use to reach this service (JWT `aud` is checked against it).
+    /// Default: http://<listen>.
+    #[arg(long, env = "LEG_CRAMP_CDS_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Largest accepted request body, in bytes (suffixes KiB, MiB accepted).
+    #[arg(long, env = "LEG_CRAMP_CDS_MAX_BODY", default_value = "10MiB", value_parser = parse_size)]
+    pub max_body: usize,
+    /// Log format.
+    #[arg(
+        long,
+        env = "LEG_CRAMP_CDS_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+    /// Origins allowed by CORS (repeatable, or comma-separated). Default: `*` on a loopback
+    /// address, none otherwise.
+    #[arg(
+        long = "cors-origin",
+        env = "LEG_CRAMP_CDS_CORS_ORIGIN",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
+    /// HTTP worker threads (default: one per core).
+    #[arg(long, env = "LEG_CRAMP_CDS_WORKERS")]
+    pub workers: Option<usize>,
+}
+
+impl ServeArgs {
+    /// The public base URL without a trailing slash.
+    pub fn public_base_url(&self) -> String {
+        match &self.public_url {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None => format!("http://{}", self.listen),
+        }
+    }
+}
+
+/// Parses `10485760`, `512KiB`, `10MiB`, `1GiB` (also `K`, `M`, `G`, `KB`, `MB`: binary units).
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size (e.g. 10MiB)"))?;
+    let factor = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => return Err(format!("unknown size unit '{other}' (use KiB, MiB or GiB)")),
+    };
+    n.checked_mul(factor)
+        .filter(|&b| b > 0)
+        .ok_or_else(|| format!("'{s}' is out of range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("10MiB"), Ok(10 << 20));
+        assert_eq!(parse_size("512k"), Ok(512 << 10));
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert!(parse_size("ten").is_err());
+        assert!(parse_size("5 parsecs").is_err());
+        assert!(parse_size("0").is_err());
+    }
+
+    #[test]
+    fn public_url_defaults_to_listen_address() {
+        let cli =
+            Cli::try_parse_from(["leg-cramp-cds", "serve", "--listen", "127.0.0.1:9000"]).unwrap();
+        let Command::Serve(args) = cli.command;
+        assert_eq!(args.public_base_url(), "http://127.0.0.1:9000");
+    }
+}

@@ -1,0 +1,131 @@
+//! The HTTP layer: one place that assembles the actix application and binds it.
+
+pub mod error;
+pub mod middleware;
+pub mod routes;
+
+use crate::catalog::Catalog;
+use crate::cli::ServeArgs;
+use crate::protocol::SchemaSet;
+use actix_cors::Cors;
+use actix_web::dev::Server;
+use actix_web::http::header;
+use actix_web::{middleware::from_fn, web, App, HttpServer};
+use arc_swap::ArcSwap;
+use std::net::TcpListener;
+use std::sync::Arc;
+
+/// Shared, read-mostly state. The catalog sits behind an ArcSwap so a reload replaces it
+/// atomically while in-flight requests finish on the one they started with.
+pub struct AppState {
+    pub schemas: Arc<SchemaSet>,
+    pub catalog: ArcSwap<Catalog>,
+    pub max_body: usize,
+    pub public_url: String,
+}
+
+#[derive(Debug, Clone)]
+pub enum CorsPolicy {
+    AnyOrigin,
+    Origins(Vec<String>),
+}
+
+/// A bound, not yet running service. Tests build it on port 0 and read `port()`.
+pub struct Application {
+    server: Server,
+    port: u16,
+    pub state: web::Data<AppState>,
+}
+
+impl Application {
+    pub fn build(
+        args: &ServeArgs,
+        schemas: Arc<SchemaSet>,
+        catalog: Catalog,
+    ) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(args.listen)?;
+        let port = listener.local_addr()?.port();
+        let mut public_url = args.public_base_url();
+        if args.public_url.is_none() && args.listen.port() == 0 {
+            public_url = format!("http://{}:{port}", args.listen.ip());
+        }
+        let state = web::Data::new(AppState {
+            schemas,
+            catalog: ArcSwap::from_pointee(catalog),
+            max_body: args.max_body,
+            public_url,
+        });
+        let cors = if !args.cors_origins.is_empty() && !args.cors_origins.iter().any(|o| o == "*") {
+            CorsPolicy::Origins(args.cors_origins.clone())
+        } else if args.cors_origins.iter().any(|o| o == "*") || args.listen.ip().is_loopback() {
+            CorsPolicy::AnyOrigin
+        } else {
+            CorsPolicy::Origins(Vec::new())
+        };
+        let app_state = state.clone();
+        let mut http = HttpServer::new(move || {
+            App::new()
+                .app_data(app_state.clone())
+                .wrap(cors_middleware(&cors))
+                .wrap(from_fn(middleware::observe))
+                .configure(routes_config)
+        })
+        .listen(listener)?
+        // Graceful shutdown: SIGINT/SIGTERM stop accepting and let in-flight requests finish.
+        .shutdown_timeout(30);
+        if let Some(n) = args.workers {
+            http = http.workers(n.max(1));
+        }
+        Ok(Self {
+            server: http.run(),
+            port,
+            state,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+fn routes_config(cfg: &mut web::ServiceConfig) {
+    use routes::*;
+    cfg.service(
+        web::resource("/cds-services")
+            .route(web::get().to(discovery))
+            .default_service(web::to(method_not_allowed("GET, OPTIONS"))),
+    )
+    .service(
+        web::resource("/cds-services/{id}")
+            .route(web::post().to(call_service))
+            .default_service(web::to(method_not_allowed("POST, OPTIONS"))),
+    )
+    .service(
+        web::resource("/healthz")
+            .route(web::get().to(healthz))
+            .default_service(web::to(method_not_allowed("GET"))),
+    )
+    .service(
+        web::resource("/readyz")
+            .route(web::get().to(readyz))
+            .default_service(web::to(method_not_allowed("GET"))),
+    )
+    .default_service(web::to(not_found));
+}
+
+/// CDS Hooks asks for CORS (browser clients such as the Sandbox preflight every call because
+/// of the Authorization header).
+fn cors_middleware(policy: &CorsPolicy) -> Cors {
+    let base = Cors::default()
+        .allowed_methods(["GET", "POST", "OPTIONS"])
+        .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
+        .max_age(600);
+    match policy {
+        CorsPolicy::AnyOrigin => base.allow_any_origin().send_wildcard(),
+        CorsPolicy::Origins(origins) => origins.iter().fold(base, |c, o| c.allowed_origin(o)),
+    }
+}

@@ -1,0 +1,19 @@
+//! leg-cramp-cds: a CDS Hooks 2.0.1 service that finds the known causes of a patient's leg
+//! cramps in their FHIR R4 record and answers with advisory cards.
+//!
+//! Data flows one way: [`protocol`] (wire types, schemas) → [`pipeline`] → response, with the
+//! clinical knowledge loaded by [`catalog`] from the cards directory and served by [`http`].
+
+pub mod catalog;
+pub mod cli;
+pub mod http;
+pub mod pipeline;
+pub mod protocol;
+pub mod serve;
+pub mod telemetry;
+
+/// rustls is built with `ring` only (no aws-lc C build); it must be installed as the process
+/// default before any TLS client or server is built. Idempotent.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -1,0 +1,10 @@
+use clap::Parser;
+use leg_cramp_cds::cli::{Cli, Command};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => leg_cramp_cds::serve::run(args),
+    }
+}

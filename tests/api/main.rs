@@ -1,0 +1,12 @@
+//! Black-box API tests: each starts the real `leg-cramp-cds` binary on a random loopback
+//! port and talks HTTP to it, as an EHR would. One test binary, one module per endpoint.
+
+// Not every test module uses every helper.
+#[allow(dead_code)]
+mod helpers;
+
+mod cors;
+mod discovery;
+mod errors;
+mod service_call;
+mod spec_examples;
