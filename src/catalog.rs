@@ -1,6 +1,7 @@
 //! The clinical knowledge loaded from the cards directory: the services this host offers
-//! (`services.json`, a discovery document). Loaded once at start-up and on reload, validated
-//! against `schemas/`; a broken file stops the load with `file: JSON pointer: message`.
+//! (`services.json`, a discovery document) and the rule book (value sets, conventions, rules).
+//! Loaded once at start-up and on reload, validated against `schemas/`; a broken file stops
+//! the load with `file: JSON pointer: message`.
 
 use crate::protocol::schemas::{Document, SchemaSet};
 use crate::protocol::{DiscoveryResponse, ServiceDefinition};
@@ -17,11 +18,7 @@ pub struct LoadError {
 
 impl std::fmt::Display for LoadError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let pointer = if self.pointer.is_empty() {
-            "/"
-        } else {
-            &self.pointer
-        };
+        let pointer = if self.pointer.is_empty() { "/" } else { &self.pointer };
         write!(f, "{}: {}: {}", self.file.display(), pointer, self.message)
     }
 }
@@ -47,6 +44,7 @@ impl std::error::Error for LoadErrors {}
 #[derive(Debug, Clone)]
 pub struct Catalog {
     pub services: Vec<ServiceDefinition>,
+    pub rules: crate::rules::RuleBook,
 }
 
 impl Catalog {
@@ -56,32 +54,18 @@ impl Catalog {
         let errors = |v: Vec<crate::protocol::SchemaError>| {
             LoadErrors(
                 v.into_iter()
-                    .map(|e| LoadError {
-                        file: file.clone(),
-                        pointer: e.pointer,
-                        message: e.message,
-                    })
+                    .map(|e| LoadError { file: file.clone(), pointer: e.pointer, message: e.message })
                     .collect(),
             )
         };
-        schemas
-            .validate(Document::Discovery, &value)
-            .map_err(errors)?;
+        schemas.validate(Document::Discovery, &value).map_err(errors)?;
         let discovery: DiscoveryResponse = serde_json::from_value(value).map_err(|e| {
-            LoadErrors(vec![LoadError {
-                file: file.clone(),
-                pointer: String::new(),
-                message: e.to_string(),
-            }])
+            LoadErrors(vec![LoadError { file: file.clone(), pointer: String::new(), message: e.to_string() }])
         })?;
         let mut problems = Vec::new();
         for (i, service) in discovery.services.iter().enumerate() {
             if let Err(message) = service.check_prefetch_tokens() {
-                problems.push(LoadError {
-                    file: file.clone(),
-                    pointer: format!("/services/{i}/prefetch"),
-                    message,
-                });
+                problems.push(LoadError { file: file.clone(), pointer: format!("/services/{i}/prefetch"), message });
             }
             if discovery.services[..i].iter().any(|s| s.id == service.id) {
                 problems.push(LoadError {
@@ -91,12 +75,14 @@ impl Catalog {
                 });
             }
         }
+        let rules = crate::rules::RuleBook::load(dir, schemas);
+        if let Err(e) = &rules {
+            problems.extend(e.iter().cloned());
+        }
         if !problems.is_empty() {
             return Err(LoadErrors(problems));
         }
-        Ok(Self {
-            services: discovery.services,
-        })
+        Ok(Self { services: discovery.services, rules: rules.expect("checked") })
     }
 
     pub fn service(&self, id: &str) -> Option<&ServiceDefinition> {

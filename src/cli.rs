@@ -6,11 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "leg-cramp-cds",
-    version,
-    about = "CDS Hooks 2.0.1 service: causes of leg cramps, as advisory cards"
-)]
+#[command(name = "leg-cramp-cds", version, about = "CDS Hooks 2.0.1 service: causes of leg cramps, as advisory cards")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -20,6 +16,34 @@ pub struct Cli {
 pub enum Command {
     /// Run the HTTP service.
     Serve(ServeArgs),
+    /// Validate the cards directory and run every rule's test cases.
+    Check(CheckArgs),
+    /// Evaluate a CDS Hooks request file offline and print the cards.
+    Eval(EvalArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct CheckArgs {
+    /// Directory holding services.json, rules and value sets.
+    #[arg(long, env = "LEG_CRAMP_CDS_CARDS", default_value = "cards")]
+    pub cards: PathBuf,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct EvalArgs {
+    /// A CDS Hooks request (JSON) with its prefetch.
+    pub file: PathBuf,
+    /// Evaluation instant (RFC 3339); default: now.
+    #[arg(long)]
+    pub now: Option<chrono::DateTime<chrono::Utc>>,
+    /// Print the exact response JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Service id (default: the service for the request's hook).
+    #[arg(long)]
+    pub service: Option<String>,
+    #[arg(long, env = "LEG_CRAMP_CDS_CARDS", default_value = "cards")]
+    pub cards: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -44,24 +68,31 @@ pub struct ServeArgs {
     #[arg(long, env = "LEG_CRAMP_CDS_MAX_BODY", default_value = "10MiB", value_parser = parse_size)]
     pub max_body: usize,
     /// Log format.
-    #[arg(
-        long,
-        env = "LEG_CRAMP_CDS_LOG_FORMAT",
-        value_enum,
-        default_value = "text"
-    )]
+    #[arg(long, env = "LEG_CRAMP_CDS_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
     /// Origins allowed by CORS (repeatable, or comma-separated). Default: `*` on a loopback
     /// address, none otherwise.
-    #[arg(
-        long = "cors-origin",
-        env = "LEG_CRAMP_CDS_CORS_ORIGIN",
-        value_delimiter = ','
-    )]
+    #[arg(long = "cors-origin", env = "LEG_CRAMP_CDS_CORS_ORIGIN", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "LEG_CRAMP_CDS_WORKERS")]
     pub workers: Option<usize>,
+    /// Overall deadline for fetching missing prefetch from the FHIR server (e.g. 3s, 500ms).
+    #[arg(long, env = "LEG_CRAMP_CDS_FHIR_TIMEOUT", default_value = "3s", value_parser = parse_duration)]
+    pub fhir_timeout: std::time::Duration,
+    /// FHIR server URL prefixes the service may call (repeatable / comma-separated).
+    /// Without trusted issuers, loopback servers are also allowed.
+    #[arg(long = "fhir-allow", env = "LEG_CRAMP_CDS_FHIR_ALLOW", value_delimiter = ',')]
+    pub fhir_allow: Vec<String>,
+    /// Most result pages followed per prefetch key.
+    #[arg(long, env = "LEG_CRAMP_CDS_FHIR_MAX_PAGES", default_value_t = 10)]
+    pub fhir_max_pages: usize,
+    /// Most resources read per prefetch key.
+    #[arg(long, env = "LEG_CRAMP_CDS_FHIR_MAX_RESOURCES", default_value_t = 2000)]
+    pub fhir_max_resources: usize,
+    /// Fix the evaluation instant (RFC 3339) instead of the clock: for tests and demos.
+    #[arg(long, env = "LEG_CRAMP_CDS_NOW")]
+    pub now: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl ServeArgs {
@@ -79,9 +110,7 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (digits, unit) = s.split_at(split);
-    let n: usize = digits
-        .parse()
-        .map_err(|_| format!("'{s}' is not a size (e.g. 10MiB)"))?;
+    let n: usize = digits.parse().map_err(|_| format!("'{s}' is not a size (e.g. 10MiB)"))?;
     let factor = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1 << 10,
@@ -89,9 +118,25 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
         "g" | "gb" | "gib" => 1 << 30,
         other => return Err(format!("unknown size unit '{other}' (use KiB, MiB or GiB)")),
     };
-    n.checked_mul(factor)
-        .filter(|&b| b > 0)
-        .ok_or_else(|| format!("'{s}' is out of range"))
+    n.checked_mul(factor).filter(|&b| b > 0).ok_or_else(|| format!("'{s}' is out of range"))
+}
+
+/// Parses `3s`, `500ms`, `2m`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("'{s}' is not a duration (e.g. 3s, 500ms)"))?;
+    let secs = match unit.trim() {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        other => return Err(format!("unknown duration unit '{other}' (use ms, s or m)")),
+    };
+    if !(secs > 0.0 && secs < 3600.0) {
+        return Err(format!("'{s}' is out of range"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
 }
 
 #[cfg(test)]
@@ -110,9 +155,8 @@ mod tests {
 
     #[test]
     fn public_url_defaults_to_listen_address() {
-        let cli =
-            Cli::try_parse_from(["leg-cramp-cds", "serve", "--listen", "127.0.0.1:9000"]).unwrap();
-        let Command::Serve(args) = cli.command;
+        let cli = Cli::try_parse_from(["leg-cramp-cds", "serve", "--listen", "127.0.0.1:9000"]).unwrap();
+        let Command::Serve(args) = cli.command else { panic!("serve") };
         assert_eq!(args.public_base_url(), "http://127.0.0.1:9000");
     }
 }

@@ -4,11 +4,16 @@
 //! Data flows one way: [`protocol`] (wire types, schemas) → [`pipeline`] → response, with the
 //! clinical knowledge loaded by [`catalog`] from the cards directory and served by [`http`].
 
+pub mod cards;
 pub mod catalog;
 pub mod cli;
+pub mod commands;
+pub mod facts;
+pub mod fhir;
 pub mod http;
 pub mod pipeline;
 pub mod protocol;
+pub mod rules;
 pub mod serve;
 pub mod telemetry;
 

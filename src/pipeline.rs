@@ -1,8 +1,92 @@
-//! The one-way flow of a service call: request → patient facts → findings → cards → response.
+//! The one-way flow of a service call: request → resources → patient facts → findings →
+//! cards → response. Prefetch is read here; what is missing is fetched by the caller
+//! (the HTTP layer, asynchronously) through [`crate::fhir::client`].
 
+use crate::cards::build_cards;
+use crate::facts::PatientFacts;
+use crate::fhir::ResourceSet;
 use crate::protocol::{CdsRequest, CdsResponse, ServiceDefinition};
+use crate::rules::{evaluate as evaluate_rules, RuleBook};
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
 
-/// Evaluates a checked request for one service.
-pub fn evaluate(_request: &CdsRequest, _service: &ServiceDefinition) -> CdsResponse {
-    CdsResponse::default()
+/// Response-level extension key listing data that could not be used.
+pub const WARNINGS_EXTENSION: &str = "org.leg-cramp-cds.warnings";
+
+/// What the request's prefetch provides, and what must still be fetched.
+pub struct PrefetchPlan {
+    pub resources: ResourceSet,
+    /// (key, template) of keys the client did not supply (absent, or an OperationOutcome).
+    pub missing: Vec<(String, String)>,
+    /// (key, next-page URL) of searchset Bundles the client paginated.
+    pub continuations: Vec<(String, String)>,
+}
+
+/// Reads the prefetch per the contract: absent = not supplied; `null` = no data;
+/// an OperationOutcome = the client's fetch failed (treated as absent); anything else is data.
+pub fn plan_prefetch(request: &mut CdsRequest, service: &ServiceDefinition) -> PrefetchPlan {
+    let mut resources = ResourceSet::new();
+    let mut missing = Vec::new();
+    let mut continuations = Vec::new();
+    for (key, template) in &service.prefetch {
+        match request.prefetch.remove(key) {
+            None => missing.push((key.clone(), template.clone())),
+            Some(Value::Null) => {}
+            Some(v) if v.get("resourceType").and_then(Value::as_str) == Some("OperationOutcome") => {
+                missing.push((key.clone(), template.clone()))
+            }
+            Some(v) => {
+                if let Some(next) = next_link(&v) {
+                    continuations.push((key.clone(), next));
+                }
+                resources.add_value(v, &format!("prefetch.{key}"));
+            }
+        }
+    }
+    // Keys the service did not ask for are still patient data the client chose to send.
+    let extra: Vec<String> = request.prefetch.keys().cloned().collect();
+    for key in extra {
+        if let Some(v) = request.prefetch.remove(&key) {
+            if !v.is_null() && v.get("resourceType").and_then(Value::as_str) != Some("OperationOutcome") {
+                resources.add_value(v, &format!("prefetch.{key}"));
+            }
+        }
+    }
+    if let Some(drafts) = &request.context.draft_orders {
+        let selections = (request.hook == "order-select").then_some(request.context.selections.as_slice());
+        resources.add_draft_orders(drafts, selections);
+    }
+    PrefetchPlan { resources, missing, continuations }
+}
+
+fn next_link(bundle: &Value) -> Option<String> {
+    bundle
+        .get("link")?
+        .as_array()?
+        .iter()
+        .find(|l| l.get("relation").and_then(Value::as_str) == Some("next"))?
+        .get("url")?
+        .as_str()
+        .map(str::to_string)
+}
+
+/// The result of one evaluation, with what the access log and metrics want to know.
+pub struct Evaluation {
+    pub response: CdsResponse,
+    pub rule_ids: Vec<String>,
+}
+
+/// Facts → findings → cards. Pure and synchronous: the same input and instant give the same
+/// cards (apart from their fresh uuids).
+pub fn evaluate(book: &RuleBook, request: &CdsRequest, resources: &ResourceSet, now: DateTime<Utc>) -> Evaluation {
+    let facts = PatientFacts::build(resources, &book.conventions, &book.index, &request.hook, now);
+    let findings = evaluate_rules(book, &facts);
+    let patient_id = request.context.patient_id.as_deref().unwrap_or("unknown");
+    let cards = build_cards(book, &facts, &findings, patient_id);
+    let rule_ids = findings.iter().map(|f| book.rules[f.rule].id.clone()).collect();
+    let mut response = CdsResponse { cards, ..Default::default() };
+    if !facts.notes.is_empty() {
+        response.extension.insert(WARNINGS_EXTENSION.to_string(), json!(facts.notes));
+    }
+    Evaluation { response, rule_ids }
 }

@@ -20,10 +20,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
     let catalog = match Catalog::load(&args.cards, &schemas) {
         Ok(c) => c,
         Err(errors) => {
-            eprintln!(
-                "cannot start: the cards directory '{}' is invalid:\n{errors}",
-                args.cards.display()
-            );
+            eprintln!("cannot start: the cards directory '{}' is invalid:\n{errors}", args.cards.display());
             return ExitCode::from(2);
         }
     };

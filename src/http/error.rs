@@ -28,10 +28,7 @@ impl std::fmt::Display for ApiError {
         match self {
             ApiError::BadRequest(e) => write!(f, "{e}"),
             ApiError::UnsupportedMediaType(t) => {
-                write!(
-                    f,
-                    "Content-Type '{t}' is not supported; send application/json"
-                )
+                write!(f, "Content-Type '{t}' is not supported; send application/json")
             }
             ApiError::UnknownService(id) => {
                 write!(f, "no CDS service with id '{id}'; see GET /cds-services")
@@ -45,11 +42,7 @@ impl std::fmt::Display for ApiError {
             }
             ApiError::PreconditionFailed(keys) => {
                 let list: Vec<String> = keys.iter().map(|(k, why)| format!("{k}: {why}")).collect();
-                write!(
-                    f,
-                    "required prefetch data is missing and could not be fetched: {}",
-                    list.join("; ")
-                )
+                write!(f, "required prefetch data is missing and could not be fetched: {}", list.join("; "))
             }
             ApiError::Internal(_) => write!(f, "internal error; the request was not processed"),
         }
@@ -79,9 +72,7 @@ impl ApiError {
                     .collect(),
             ),
             ApiError::BadRequest(e @ RequestError::HookMismatch { .. }) => {
-                OperationOutcome::new(vec![
-                    Issue::error(IssueCode::Value, e.to_string()).at("/hook")
-                ])
+                OperationOutcome::new(vec![Issue::error(IssueCode::Value, e.to_string()).at("/hook")])
             }
             ApiError::BadRequest(e) => OperationOutcome::error(IssueCode::Structure, e.to_string()),
             ApiError::UnsupportedMediaType(_) | ApiError::MethodNotAllowed { .. } => {
@@ -90,23 +81,16 @@ impl ApiError {
             ApiError::UnknownService(_) | ApiError::NotFound(_) => {
                 OperationOutcome::error(IssueCode::NotFound, self.to_string())
             }
-            ApiError::PayloadTooLarge { .. } => {
-                OperationOutcome::error(IssueCode::TooCostly, self.to_string())
-            }
+            ApiError::PayloadTooLarge { .. } => OperationOutcome::error(IssueCode::TooCostly, self.to_string()),
             ApiError::PreconditionFailed(keys) => OperationOutcome::new(
                 keys.iter()
                     .map(|(key, why)| {
-                        Issue::error(
-                            IssueCode::Processing,
-                            format!("prefetch key '{key}': {why}"),
-                        )
-                        .at(format!("/prefetch/{key}"))
+                        Issue::error(IssueCode::Processing, format!("prefetch key '{key}': {why}"))
+                            .at(format!("/prefetch/{key}"))
                     })
                     .collect(),
             ),
-            ApiError::Internal(_) => {
-                OperationOutcome::error(IssueCode::Exception, self.to_string())
-            }
+            ApiError::Internal(_) => OperationOutcome::error(IssueCode::Exception, self.to_string()),
         }
     }
 }
@@ -145,12 +129,8 @@ impl ResponseError for ApiError {
 #[derive(Clone, Copy)]
 pub struct OutcomeBody;
 
-pub fn outcome_response(
-    mut builder: actix_web::HttpResponseBuilder,
-    outcome: &OperationOutcome,
-) -> HttpResponse {
-    let body = serde_json::to_vec(outcome)
-        .unwrap_or_else(|_| b"{\"resourceType\":\"OperationOutcome\"}".to_vec());
+pub fn outcome_response(mut builder: actix_web::HttpResponseBuilder, outcome: &OperationOutcome) -> HttpResponse {
+    let body = serde_json::to_vec(outcome).unwrap_or_else(|_| b"{\"resourceType\":\"OperationOutcome\"}".to_vec());
     let mut response = builder.content_type("application/fhir+json").body(body);
     response.extensions_mut().insert(OutcomeBody);
     response

@@ -49,11 +49,7 @@ pub async fn observe(
         Ok(Err(err)) => {
             let status = err.as_response_error().status_code();
             tracing::info!(%method, %path, status = status.as_u16(), latency_ms, "request");
-            Err(OutcomeError {
-                status,
-                message: err.to_string(),
-            }
-            .into())
+            Err(OutcomeError { status, message: err.to_string() }.into())
         }
         Err(_) => {
             tracing::error!(%method, %path, latency_ms, "handler panicked; answered 500");
@@ -123,9 +119,7 @@ fn normalise_error_body(res: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBod
     let (req, old) = res.into_parts();
     let mut builder = HttpResponse::build(status);
     for (name, value) in old.headers() {
-        if name != actix_web::http::header::CONTENT_TYPE
-            && name != actix_web::http::header::CONTENT_LENGTH
-        {
+        if name != actix_web::http::header::CONTENT_TYPE && name != actix_web::http::header::CONTENT_LENGTH {
             builder.append_header((name.clone(), value.clone()));
         }
     }
@@ -143,14 +137,8 @@ mod tests {
         let app = test::init_service(
             App::new()
                 .wrap(from_fn(observe))
-                .route(
-                    "/boom",
-                    web::get().to(|| async { panic!("handler bug") as HttpResponse }),
-                )
-                .route(
-                    "/ok",
-                    web::get().to(|| async { HttpResponse::Ok().finish() }),
-                ),
+                .route("/boom", web::get().to(|| async { panic!("handler bug") as HttpResponse }))
+                .route("/ok", web::get().to(|| async { HttpResponse::Ok().finish() })),
         )
         .await;
         // The error travels up to actix's dispatcher, which renders it with error_response().
@@ -162,10 +150,7 @@ mod tests {
         let bytes = actix_web::body::to_bytes(res.into_body()).await.unwrap();
         let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(body["resourceType"], "OperationOutcome");
-        assert!(
-            !body.to_string().contains("handler bug"),
-            "panic message leaked: {body}"
-        );
+        assert!(!body.to_string().contains("handler bug"), "panic message leaked: {body}");
         let res = test::call_service(&app, test::TestRequest::get().uri("/ok").to_request()).await;
         assert_eq!(res.status(), StatusCode::OK);
     }

@@ -6,6 +6,7 @@ pub mod routes;
 
 use crate::catalog::Catalog;
 use crate::cli::ServeArgs;
+use crate::fhir::client::{FhirClient, FhirClientConfig};
 use crate::protocol::SchemaSet;
 use actix_cors::Cors;
 use actix_web::dev::Server;
@@ -22,6 +23,9 @@ pub struct AppState {
     pub catalog: ArcSwap<Catalog>,
     pub max_body: usize,
     pub public_url: String,
+    pub fhir: FhirClient,
+    /// Evaluation instant fixed by `--now` (tests, demos); the clock otherwise.
+    pub fixed_now: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Debug, Clone)]
@@ -38,22 +42,28 @@ pub struct Application {
 }
 
 impl Application {
-    pub fn build(
-        args: &ServeArgs,
-        schemas: Arc<SchemaSet>,
-        catalog: Catalog,
-    ) -> anyhow::Result<Self> {
+    pub fn build(args: &ServeArgs, schemas: Arc<SchemaSet>, catalog: Catalog) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(args.listen)?;
         let port = listener.local_addr()?.port();
         let mut public_url = args.public_base_url();
         if args.public_url.is_none() && args.listen.port() == 0 {
             public_url = format!("http://{}:{port}", args.listen.ip());
         }
+        let fhir = FhirClient::new(FhirClientConfig {
+            timeout: args.fhir_timeout,
+            max_pages: args.fhir_max_pages.max(1),
+            max_resources: args.fhir_max_resources.max(1),
+            allow: args.fhir_allow.clone(),
+            allow_loopback: true,
+        })
+        .map_err(anyhow::Error::msg)?;
         let state = web::Data::new(AppState {
             schemas,
             catalog: ArcSwap::from_pointee(catalog),
             max_body: args.max_body,
             public_url,
+            fhir,
+            fixed_now: args.now,
         });
         let cors = if !args.cors_origins.is_empty() && !args.cors_origins.iter().any(|o| o == "*") {
             CorsPolicy::Origins(args.cors_origins.clone())
@@ -76,11 +86,7 @@ impl Application {
         if let Some(n) = args.workers {
             http = http.workers(n.max(1));
         }
-        Ok(Self {
-            server: http.run(),
-            port,
-            state,
-        })
+        Ok(Self { server: http.run(), port, state })
     }
 
     pub fn port(&self) -> u16 {
@@ -105,15 +111,9 @@ fn routes_config(cfg: &mut web::ServiceConfig) {
             .default_service(web::to(method_not_allowed("POST, OPTIONS"))),
     )
     .service(
-        web::resource("/healthz")
-            .route(web::get().to(healthz))
-            .default_service(web::to(method_not_allowed("GET"))),
+        web::resource("/healthz").route(web::get().to(healthz)).default_service(web::to(method_not_allowed("GET"))),
     )
-    .service(
-        web::resource("/readyz")
-            .route(web::get().to(readyz))
-            .default_service(web::to(method_not_allowed("GET"))),
-    )
+    .service(web::resource("/readyz").route(web::get().to(readyz)).default_service(web::to(method_not_allowed("GET"))))
     .default_service(web::to(not_found));
 }
 

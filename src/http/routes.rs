@@ -3,6 +3,9 @@
 use super::error::ApiError;
 use super::middleware::CallTag;
 use super::AppState;
+use crate::fhir::client::{render_template, FhirClient};
+use crate::fhir::ResourceSet;
+use crate::pipeline::{evaluate, plan_prefetch, PrefetchPlan};
 use crate::protocol::{CdsRequest, DiscoveryResponse};
 use actix_web::http::header;
 use actix_web::web::{self, Bytes, BytesMut};
@@ -15,9 +18,7 @@ const DRAIN_LIMIT: usize = 64 << 20;
 
 pub async fn discovery(state: web::Data<AppState>) -> HttpResponse {
     let catalog = state.catalog.load();
-    HttpResponse::Ok().json(DiscoveryResponse {
-        services: catalog.services.clone(),
-    })
+    HttpResponse::Ok().json(DiscoveryResponse { services: catalog.services.clone() })
 }
 
 pub async fn healthz() -> HttpResponse {
@@ -29,6 +30,8 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({
         "status": "ready",
         "services": catalog.services.len(),
+        "rules": catalog.rules.rules.len(),
+        "valueSets": catalog.rules.index.len(),
     }))
 }
 
@@ -40,31 +43,80 @@ pub async fn call_service(
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let catalog = state.catalog.load_full();
-    let service = catalog
-        .service(&id)
-        .ok_or_else(|| ApiError::UnknownService(id.clone()))?;
+    let service = catalog.service(&id).ok_or_else(|| ApiError::UnknownService(id.clone()))?;
     require_json(&req)?;
     let body = read_body(&req, payload, state.max_body).await?;
-    let request = CdsRequest::parse(&body, &state.schemas, &service.hook)?;
-    req.extensions_mut().insert(CallTag {
-        hook_instance: request.hook_instance.clone(),
-        service: id.clone(),
-    });
-    let response = crate::pipeline::evaluate(&request, service);
-    let body = serde_json::to_vec(&response)
+    let mut request = CdsRequest::parse(&body, &state.schemas, &service.hook)?;
+    req.extensions_mut().insert(CallTag { hook_instance: request.hook_instance.clone(), service: id.clone() });
+    let plan = plan_prefetch(&mut request, service);
+    let resources = complete_prefetch(&state.fhir, &request, plan).await?;
+    let now = state.fixed_now.unwrap_or_else(chrono::Utc::now);
+    let evaluation = evaluate(&catalog.rules, &request, &resources, now);
+    tracing::debug!(hook_instance = %request.hook_instance, rules = ?evaluation.rule_ids, "evaluated");
+    let body = serde_json::to_vec(&evaluation.response)
         .map_err(|e| ApiError::Internal(format!("serialising response: {e}")))?;
-    Ok(HttpResponse::Ok()
-        .content_type("application/json")
-        .body(body))
+    Ok(HttpResponse::Ok().content_type("application/json").body(body))
+}
+
+/// Fetches what the prefetch lacks from the client's FHIR server (contract §1.5): absent keys
+/// are rendered from the service's templates; a client-paginated Bundle is followed when a
+/// token is present. Any key that cannot be had makes the call a 412 naming it.
+async fn complete_prefetch(
+    fhir: &FhirClient,
+    request: &CdsRequest,
+    plan: PrefetchPlan,
+) -> Result<ResourceSet, ApiError> {
+    let PrefetchPlan { mut resources, missing, continuations } = plan;
+    let server = request.fhir_server.as_deref();
+    let token = request.fhir_authorization.as_ref().map(|a| a.access_token.as_str());
+    let mut failures = Vec::new();
+    let mut fetches = Vec::new();
+    for (key, template) in missing {
+        match server {
+            None => failures
+                .push((key, "not supplied in prefetch and the request has no fhirServer to fetch it from".into())),
+            Some(base) => match render_template(&template, &request.context) {
+                Ok(query) => fetches.push((key, format!("{}/{}", base.trim_end_matches('/'), query))),
+                Err(e) => failures.push((key, e)),
+            },
+        }
+    }
+    if !failures.is_empty() {
+        return Err(ApiError::PreconditionFailed(failures));
+    }
+    if let (Some(_), Some(_)) = (server, token) {
+        fetches.extend(continuations);
+    }
+    if fetches.is_empty() {
+        return Ok(resources);
+    }
+    let started = std::time::Instant::now();
+    let count = fetches.len();
+    for (key, result) in fhir.fetch_all(fetches, token).await {
+        match result {
+            Ok(list) => list.into_iter().for_each(|v| resources.add_resource(v, &format!("fetched.{key}"))),
+            Err(reason) => failures.push((key, reason)),
+        }
+    }
+    tracing::info!(
+        hook_instance = %request.hook_instance,
+        keys = count,
+        failed = failures.len(),
+        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "FHIR fallback"
+    );
+    if failures.is_empty() {
+        Ok(resources)
+    } else {
+        Err(ApiError::PreconditionFailed(failures))
+    }
 }
 
 pub async fn not_found(req: HttpRequest) -> HttpResponse {
     ApiError::NotFound(req.path().to_string()).error_response()
 }
 
-pub fn method_not_allowed(
-    allowed: &'static str,
-) -> impl Fn() -> futures_util::future::Ready<HttpResponse> + Clone {
+pub fn method_not_allowed(allowed: &'static str) -> impl Fn() -> futures_util::future::Ready<HttpResponse> + Clone {
     move || futures_util::future::ready(ApiError::MethodNotAllowed { allowed }.error_response())
 }
 
@@ -74,33 +126,19 @@ fn require_json(req: &HttpRequest) -> Result<(), ApiError> {
         return Ok(());
     };
     let text = value.to_str().unwrap_or("");
-    let essence = text
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let essence = text.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     if essence == "application/json" || essence.ends_with("+json") {
         Ok(())
     } else {
-        Err(ApiError::UnsupportedMediaType(
-            text.chars().take(100).collect(),
-        ))
+        Err(ApiError::UnsupportedMediaType(text.chars().take(100).collect()))
     }
 }
 
 /// Reads the body up to `limit` bytes; a larger body is a 413 (announced by Content-Length
 /// or discovered while reading).
-async fn read_body(
-    req: &HttpRequest,
-    mut payload: web::Payload,
-    limit: usize,
-) -> Result<Bytes, ApiError> {
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
+async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<Bytes, ApiError> {
+    let declared =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit.saturating_add(DRAIN_LIMIT)) {
         return Err(ApiError::PayloadTooLarge { limit });
     }
@@ -109,9 +147,7 @@ async fn read_body(
     let mut discarded = 0usize;
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| {
-            ApiError::BadRequest(crate::protocol::RequestError::Malformed(format!(
-                "could not read body: {e}"
-            )))
+            ApiError::BadRequest(crate::protocol::RequestError::Malformed(format!("could not read body: {e}")))
         })?;
         if overflow {
             discarded += chunk.len();

@@ -29,27 +29,16 @@ pub struct ServiceDefinition {
 /// Prefetch tokens allowed by CDS Hooks 2.0.1: root-level primitive context fields marked
 /// "Prefetch Token: Yes" in the hook library, plus the four user tokens derived from userId.
 pub fn allowed_prefetch_tokens(hook: &str) -> &'static [&'static str] {
-    const USER: [&str; 4] = [
-        "userPractitionerId",
-        "userPractitionerRoleId",
-        "userPatientId",
-        "userRelatedPersonId",
-    ];
+    const USER: [&str; 4] = ["userPractitionerId", "userPractitionerRoleId", "userPatientId", "userRelatedPersonId"];
     match hook {
         "patient-view"
         | "order-select"
         | "order-sign"
         | "encounter-start"
         | "encounter-discharge"
-        | "appointment-book" => &[
-            "context.userId",
-            "context.patientId",
-            "context.encounterId",
-            USER[0],
-            USER[1],
-            USER[2],
-            USER[3],
-        ],
+        | "appointment-book" => {
+            &["context.userId", "context.patientId", "context.encounterId", USER[0], USER[1], USER[2], USER[3]]
+        }
         _ => &[],
     }
 }
@@ -60,9 +49,7 @@ pub fn template_tokens(template: &str) -> Result<Vec<&str>, String> {
     let mut rest = template;
     while let Some(start) = rest.find("{{") {
         let after = &rest[start + 2..];
-        let end = after
-            .find("}}")
-            .ok_or_else(|| format!("unclosed '{{{{' in template {template:?}"))?;
+        let end = after.find("}}").ok_or_else(|| format!("unclosed '{{{{' in template {template:?}"))?;
         tokens.push(after[..end].trim());
         rest = &after[end + 2..];
     }
@@ -97,8 +84,7 @@ mod tests {
     #[test]
     fn tokens_are_extracted_and_checked() {
         assert_eq!(
-            template_tokens("Observation?patient={{context.patientId}}&x={{ userPractitionerId }}")
-                .unwrap(),
+            template_tokens("Observation?patient={{context.patientId}}&x={{ userPractitionerId }}").unwrap(),
             vec!["context.patientId", "userPractitionerId"]
         );
         assert!(template_tokens("Patient/{{context.patientId").is_err());
@@ -107,18 +93,12 @@ mod tests {
             title: None,
             description: "d".into(),
             id: "x".into(),
-            prefetch: BTreeMap::from([(
-                "p".to_string(),
-                "Patient/{{context.patientId}}".to_string(),
-            )]),
+            prefetch: BTreeMap::from([("p".to_string(), "Patient/{{context.patientId}}".to_string())]),
             usage_requirements: None,
             extension: None,
         };
         assert!(svc.check_prefetch_tokens().is_ok());
-        svc.prefetch.insert(
-            "m".into(),
-            "MedicationRequest/{{context.medication.id}}".into(),
-        );
+        svc.prefetch.insert("m".into(), "MedicationRequest/{{context.medication.id}}".into());
         let err = svc.check_prefetch_tokens().unwrap_err();
         assert!(err.contains("context.medication.id"), "{err}");
     }

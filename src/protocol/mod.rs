@@ -13,7 +13,5 @@ pub mod schemas;
 pub use discovery::{DiscoveryResponse, ServiceDefinition};
 pub use outcome::{IssueCode, OperationOutcome};
 pub use request::{CdsRequest, Context, FhirAuthorization, RequestError};
-pub use response::{
-    Action, ActionType, Card, CdsResponse, Coding, Indicator, Link, Source, Suggestion,
-};
+pub use response::{Action, ActionType, Card, CdsResponse, Coding, Indicator, Link, Source, Suggestion};
 pub use schemas::{SchemaError, SchemaSet};

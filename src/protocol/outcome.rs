@@ -50,14 +50,8 @@ pub struct OperationOutcome {
 
 impl OperationOutcome {
     pub fn new(issue: Vec<Issue>) -> Self {
-        debug_assert!(
-            !issue.is_empty(),
-            "an OperationOutcome needs at least one issue"
-        );
-        Self {
-            resource_type: "OperationOutcome",
-            issue,
-        }
+        debug_assert!(!issue.is_empty(), "an OperationOutcome needs at least one issue");
+        Self { resource_type: "OperationOutcome", issue }
     }
 
     pub fn error(code: IssueCode, diagnostics: impl Into<String>) -> Self {
@@ -67,12 +61,7 @@ impl OperationOutcome {
 
 impl Issue {
     pub fn error(code: IssueCode, diagnostics: impl Into<String>) -> Self {
-        Self {
-            severity: Severity::Error,
-            code,
-            diagnostics: diagnostics.into(),
-            expression: Vec::new(),
-        }
+        Self { severity: Severity::Error, code, diagnostics: diagnostics.into(), expression: Vec::new() }
     }
 
     pub fn at(mut self, pointer: impl Into<String>) -> Self {

@@ -97,24 +97,14 @@ pub enum RequestError {
 impl std::fmt::Display for RequestError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            RequestError::Empty => write!(
-                f,
-                "request body is empty; expected a CDS Hooks request JSON object"
-            ),
+            RequestError::Empty => write!(f, "request body is empty; expected a CDS Hooks request JSON object"),
             RequestError::Malformed(m) => write!(f, "request body is not valid JSON: {m}"),
             RequestError::Invalid(errors) => {
                 let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
-                write!(
-                    f,
-                    "request does not conform to CDS Hooks 2.0.1: {}",
-                    list.join("; ")
-                )
+                write!(f, "request does not conform to CDS Hooks 2.0.1: {}", list.join("; "))
             }
             RequestError::HookMismatch { expected, got } => {
-                write!(
-                    f,
-                    "/hook: this service answers hook '{expected}', the request is for '{got}'"
-                )
+                write!(f, "/hook: this service answers hook '{expected}', the request is for '{got}'")
             }
         }
     }
@@ -122,44 +112,24 @@ impl std::fmt::Display for RequestError {
 
 impl CdsRequest {
     /// Parses and checks a request body for a service that answers `expected_hook`.
-    pub fn parse(
-        body: &[u8],
-        schemas: &SchemaSet,
-        expected_hook: &str,
-    ) -> Result<Self, RequestError> {
+    pub fn parse(body: &[u8], schemas: &SchemaSet, expected_hook: &str) -> Result<Self, RequestError> {
         if body.iter().all(u8::is_ascii_whitespace) {
             return Err(RequestError::Empty);
         }
         // serde_json keeps its recursion limit (128) on, so deep nesting is an error, not a stack overflow.
-        let value: Value =
-            serde_json::from_slice(body).map_err(|e| RequestError::Malformed(e.to_string()))?;
+        let value: Value = serde_json::from_slice(body).map_err(|e| RequestError::Malformed(e.to_string()))?;
         Self::from_value(value, schemas, expected_hook)
     }
 
-    pub fn from_value(
-        value: Value,
-        schemas: &SchemaSet,
-        expected_hook: &str,
-    ) -> Result<Self, RequestError> {
-        schemas
-            .validate(Document::Request, &value)
-            .map_err(RequestError::Invalid)?;
+    pub fn from_value(value: Value, schemas: &SchemaSet, expected_hook: &str) -> Result<Self, RequestError> {
+        schemas.validate(Document::Request, &value).map_err(RequestError::Invalid)?;
         let hook = value["hook"].as_str().unwrap_or_default();
         if hook != expected_hook {
-            return Err(RequestError::HookMismatch {
-                expected: expected_hook.into(),
-                got: hook.into(),
-            });
+            return Err(RequestError::HookMismatch { expected: expected_hook.into(), got: hook.into() });
         }
-        schemas
-            .validate_context(hook, &value["context"])
-            .map_err(RequestError::Invalid)?;
-        let request: CdsRequest = serde_json::from_value(value).map_err(|e| {
-            RequestError::Invalid(vec![SchemaError {
-                pointer: String::new(),
-                message: e.to_string(),
-            }])
-        })?;
+        schemas.validate_context(hook, &value["context"]).map_err(RequestError::Invalid)?;
+        let request: CdsRequest = serde_json::from_value(value)
+            .map_err(|e| RequestError::Invalid(vec![SchemaError { pointer: String::new(), message: e.to_string() }]))?;
         request.check_invariants().map_err(RequestError::Invalid)?;
         Ok(request)
     }
@@ -174,8 +144,7 @@ impl CdsRequest {
                 if !drafts.iter().any(|d| d == selection) {
                     errors.push(SchemaError {
                         pointer: format!("/context/selections/{i}"),
-                        message: "selection does not match any resource in context.draftOrders"
-                            .into(),
+                        message: "selection does not match any resource in context.draftOrders".into(),
                     });
                 }
             }
@@ -201,21 +170,14 @@ impl CdsRequest {
 
 /// `Type/id` of each resource in a draft-orders Bundle.
 pub fn draft_order_references(bundle: Option<&Value>) -> Vec<String> {
-    let Some(entries) = bundle
-        .and_then(|b| b.get("entry"))
-        .and_then(Value::as_array)
-    else {
+    let Some(entries) = bundle.and_then(|b| b.get("entry")).and_then(Value::as_array) else {
         return Vec::new();
     };
     entries
         .iter()
         .filter_map(|e| {
             let r = e.get("resource")?;
-            Some(format!(
-                "{}/{}",
-                r.get("resourceType")?.as_str()?,
-                r.get("id")?.as_str()?
-            ))
+            Some(format!("{}/{}", r.get("resourceType")?.as_str()?, r.get("id")?.as_str()?))
         })
         .collect()
 }
@@ -254,7 +216,8 @@ mod tests {
     #[test]
     fn fhir_authorization_requires_fhir_server() {
         let mut v = pv();
-        v["fhirAuthorization"] = json!({"access_token": "t", "token_type": "Bearer", "expires_in": 300, "scope": "s", "subject": "c"});
+        v["fhirAuthorization"] =
+            json!({"access_token": "t", "token_type": "Bearer", "expires_in": 300, "scope": "s", "subject": "c"});
         let e = CdsRequest::from_value(v, &schemas(), "patient-view").unwrap_err();
         assert!(e.to_string().contains("fhirServer"), "{e}");
     }

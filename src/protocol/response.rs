@@ -147,22 +147,12 @@ fn is_empty_map(m: &Map<String, Value>) -> bool {
 pub fn card_invariant_violations(card: &Card) -> Vec<String> {
     let mut problems = Vec::new();
     if card.summary.chars().count() >= 140 {
-        problems.push(format!(
-            "summary has {} characters; must be < 140",
-            card.summary.chars().count()
-        ));
+        problems.push(format!("summary has {} characters; must be < 140", card.summary.chars().count()));
     }
     if card.selection_behavior == Some(SelectionBehavior::AtMostOne)
-        && card
-            .suggestions
-            .iter()
-            .filter(|s| s.is_recommended == Some(true))
-            .count()
-            > 1
+        && card.suggestions.iter().filter(|s| s.is_recommended == Some(true)).count() > 1
     {
-        problems.push(
-            "selectionBehavior at-most-one with more than one isRecommended suggestion".into(),
-        );
+        problems.push("selectionBehavior at-most-one with more than one isRecommended suggestion".into());
     }
     if !card.suggestions.is_empty() && card.selection_behavior.is_none() {
         problems.push("suggestions without selectionBehavior".into());
@@ -215,9 +205,6 @@ mod tests {
     #[test]
     fn empty_value_paths_finds_nulls_and_empties() {
         let v = serde_json::json!({"cards": [{"a": null, "b": "", "c": [], "d": {}}]});
-        assert_eq!(
-            empty_value_paths(&v),
-            vec!["/cards/0/a", "/cards/0/b", "/cards/0/c", "/cards/0/d"]
-        );
+        assert_eq!(empty_value_paths(&v), vec!["/cards/0/a", "/cards/0/b", "/cards/0/c", "/cards/0/d"]);
     }
 }

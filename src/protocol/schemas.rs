@@ -10,41 +10,19 @@ const BASE: &str = "https://leg-cramp-cds.local/schemas/";
 
 /// (file name, contents) of every schema, embedded at build time so the binary needs no files.
 pub const SCHEMA_FILES: &[(&str, &str)] = &[
-    (
-        "common.schema.json",
-        include_str!("../../schemas/common.schema.json"),
-    ),
-    (
-        "card.schema.json",
-        include_str!("../../schemas/card.schema.json"),
-    ),
-    (
-        "request.schema.json",
-        include_str!("../../schemas/request.schema.json"),
-    ),
-    (
-        "response.schema.json",
-        include_str!("../../schemas/response.schema.json"),
-    ),
-    (
-        "discovery.schema.json",
-        include_str!("../../schemas/discovery.schema.json"),
-    ),
-    (
-        "feedback.schema.json",
-        include_str!("../../schemas/feedback.schema.json"),
-    ),
+    ("common.schema.json", include_str!("../../schemas/common.schema.json")),
+    ("card.schema.json", include_str!("../../schemas/card.schema.json")),
+    ("request.schema.json", include_str!("../../schemas/request.schema.json")),
+    ("response.schema.json", include_str!("../../schemas/response.schema.json")),
+    ("discovery.schema.json", include_str!("../../schemas/discovery.schema.json")),
+    ("feedback.schema.json", include_str!("../../schemas/feedback.schema.json")),
+    ("rule.schema.json", include_str!("../../schemas/rule.schema.json")),
+    ("valueset.schema.json", include_str!("../../schemas/valueset.schema.json")),
 ];
 
 /// Hooks whose context has a schema in request.schema.json `$defs/contexts`.
-pub const KNOWN_HOOKS: &[&str] = &[
-    "patient-view",
-    "order-select",
-    "order-sign",
-    "encounter-start",
-    "encounter-discharge",
-    "appointment-book",
-];
+pub const KNOWN_HOOKS: &[&str] =
+    &["patient-view", "order-select", "order-sign", "encounter-start", "encounter-discharge", "appointment-book"];
 
 /// One violation: where (a JSON pointer into the instance) and what.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,11 +33,7 @@ pub struct SchemaError {
 
 impl std::fmt::Display for SchemaError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let at = if self.pointer.is_empty() {
-            "/"
-        } else {
-            &self.pointer
-        };
+        let at = if self.pointer.is_empty() { "/" } else { &self.pointer };
         write!(f, "{at}: {}", self.message)
     }
 }
@@ -72,6 +46,8 @@ pub enum Document {
     Card,
     Discovery,
     Feedback,
+    Rule,
+    ValueSet,
 }
 
 pub struct SchemaSet {
@@ -93,13 +69,9 @@ impl SchemaSet {
             .collect::<Result<_, _>>()?;
         let mut builder = Registry::new().draft(Draft::Draft202012);
         for (uri, schema) in &parsed {
-            builder = builder
-                .add(uri, schema.clone())
-                .map_err(|e| format!("{uri}: {e}"))?;
+            builder = builder.add(uri, schema.clone()).map_err(|e| format!("{uri}: {e}"))?;
         }
-        let registry = builder
-            .prepare()
-            .map_err(|e| format!("schema registry: {e}"))?;
+        let registry = builder.prepare().map_err(|e| format!("schema registry: {e}"))?;
         let build = |reference: String| -> Result<Validator, String> {
             jsonschema::options()
                 .with_draft(Draft::Draft202012)
@@ -115,20 +87,16 @@ impl SchemaSet {
             (Document::Card, "card.schema.json"),
             (Document::Discovery, "discovery.schema.json"),
             (Document::Feedback, "feedback.schema.json"),
+            (Document::Rule, "rule.schema.json"),
+            (Document::ValueSet, "valueset.schema.json"),
         ] {
             documents.insert(doc, build(format!("{BASE}{file}"))?);
         }
         let mut contexts = HashMap::new();
         for hook in KNOWN_HOOKS {
-            contexts.insert(
-                *hook,
-                build(format!("{BASE}request.schema.json#/$defs/contexts/{hook}"))?,
-            );
+            contexts.insert(*hook, build(format!("{BASE}request.schema.json#/$defs/contexts/{hook}"))?);
         }
-        Ok(Self {
-            documents,
-            contexts,
-        })
+        Ok(Self { documents, contexts })
     }
 
     pub fn validate(&self, document: Document, instance: &Value) -> Result<(), Vec<SchemaError>> {
@@ -162,17 +130,11 @@ fn collect(validator: &Validator, instance: &Value, prefix: &str) -> Result<(), 
             if let jsonschema::error::ValidationErrorKind::Required { property } = e.kind() {
                 if let Some(name) = property.as_str() {
                     pointer = format!("{pointer}/{}", name.replace('~', "~0").replace('/', "~1"));
-                    return SchemaError {
-                        pointer,
-                        message: "required field is missing".into(),
-                    };
+                    return SchemaError { pointer, message: "required field is missing".into() };
                 }
             }
             // masked(): never echo instance values (they may be patient data) in messages.
-            SchemaError {
-                pointer,
-                message: e.masked().to_string(),
-            }
+            SchemaError { pointer, message: e.masked().to_string() }
         })
         .collect();
     Err(errors)
@@ -191,16 +153,9 @@ mod tests {
     #[test]
     fn missing_field_points_at_the_field() {
         let s = SchemaSet::compile().unwrap();
-        let errs = s
-            .validate(
-                Document::Request,
-                &json!({"hook": "patient-view", "context": {}}),
-            )
-            .unwrap_err();
+        let errs = s.validate(Document::Request, &json!({"hook": "patient-view", "context": {}})).unwrap_err();
         assert_eq!(errs[0].pointer, "/hookInstance");
-        let errs = s
-            .validate_context("patient-view", &json!({"userId": "Practitioner/1"}))
-            .unwrap_err();
+        let errs = s.validate_context("patient-view", &json!({"userId": "Practitioner/1"})).unwrap_err();
         assert_eq!(errs[0].pointer, "/context/patientId");
     }
 
@@ -208,15 +163,8 @@ mod tests {
     fn messages_do_not_echo_values() {
         let s = SchemaSet::compile().unwrap();
         let errs = s
-            .validate(
-                Document::Request,
-                &json!({"hook": "patient-view", "hookInstance": "SECRET-NAME", "context": {}}),
-            )
+            .validate(Document::Request, &json!({"hook": "patient-view", "hookInstance": "SECRET-NAME", "context": {}}))
             .unwrap_err();
-        assert!(
-            !errs[0].message.contains("SECRET-NAME"),
-            "{}",
-            errs[0].message
-        );
+        assert!(!errs[0].message.contains("SECRET-NAME"), "{}", errs[0].message);
     }
 }

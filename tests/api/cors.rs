@@ -9,50 +9,30 @@ async fn preflight_allows_authorization_and_content_type() {
             .request(reqwest::Method::OPTIONS, server.url(path))
             .header("Origin", "http://sandbox.example.org")
             .header("Access-Control-Request-Method", "POST")
-            .header(
-                "Access-Control-Request-Headers",
-                "authorization,content-type",
-            )
+            .header("Access-Control-Request-Headers", "authorization,content-type")
             .send()
             .await
             .unwrap();
         assert_eq!(res.status().as_u16(), 200, "{path}");
         let h = res.headers();
         assert_eq!(h["access-control-allow-origin"], "*");
-        let allowed = h["access-control-allow-headers"]
-            .to_str()
-            .unwrap()
-            .to_ascii_lowercase();
-        assert!(
-            allowed.contains("authorization") && allowed.contains("content-type"),
-            "{allowed}"
-        );
+        let allowed = h["access-control-allow-headers"].to_str().unwrap().to_ascii_lowercase();
+        assert!(allowed.contains("authorization") && allowed.contains("content-type"), "{allowed}");
         let methods = h["access-control-allow-methods"].to_str().unwrap();
-        assert!(
-            methods.contains("POST") && methods.contains("GET"),
-            "{methods}"
-        );
+        assert!(methods.contains("POST") && methods.contains("GET"), "{methods}");
     }
 }
 
 #[tokio::test]
 async fn simple_request_gets_allow_origin() {
     let server = TestServer::start();
-    let res = server
-        .client
-        .get(server.url("/cds-services"))
-        .header("Origin", "http://x.example")
-        .send()
-        .await
-        .unwrap();
+    let res = server.client.get(server.url("/cds-services")).header("Origin", "http://x.example").send().await.unwrap();
     assert_eq!(res.headers()["access-control-allow-origin"], "*");
 }
 
 #[tokio::test]
 async fn configured_origins_restrict_cors() {
-    let server = TestServer::builder()
-        .args(["--cors-origin", "https://ehr.example.org"])
-        .start();
+    let server = TestServer::builder().args(["--cors-origin", "https://ehr.example.org"]).start();
     let ok = server
         .client
         .request(reqwest::Method::OPTIONS, server.url("/cds-services"))
@@ -61,10 +41,7 @@ async fn configured_origins_restrict_cors() {
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        ok.headers()["access-control-allow-origin"],
-        "https://ehr.example.org"
-    );
+    assert_eq!(ok.headers()["access-control-allow-origin"], "https://ehr.example.org");
     let res = server
         .client
         .request(reqwest::Method::OPTIONS, server.url("/cds-services"))

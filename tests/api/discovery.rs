@@ -9,40 +9,26 @@ async fn discovery_lists_exactly_the_three_services() {
     let server = TestServer::start();
     let (status, body) = server.get("/cds-services").await;
     assert_eq!(status, 200);
-    SchemaSet::compile()
-        .unwrap()
-        .validate(Document::Discovery, &body)
-        .expect("valid discovery document");
+    SchemaSet::compile().unwrap().validate(Document::Discovery, &body).expect("valid discovery document");
     assert!(empty_value_paths(&body).is_empty(), "{body}");
     let mut services: Vec<(String, String)> = body["services"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| {
-            (
-                s["id"].as_str().unwrap().to_string(),
-                s["hook"].as_str().unwrap().to_string(),
-            )
-        })
+        .map(|s| (s["id"].as_str().unwrap().to_string(), s["hook"].as_str().unwrap().to_string()))
         .collect();
     services.sort();
     assert_eq!(
         services,
         vec![
             ("leg-cramp-causes".to_string(), "patient-view".to_string()),
-            (
-                "leg-cramp-order-select".to_string(),
-                "order-select".to_string()
-            ),
+            ("leg-cramp-order-select".to_string(), "order-select".to_string()),
             ("leg-cramp-order-sign".to_string(), "order-sign".to_string()),
         ]
     );
     for s in body["services"].as_array().unwrap() {
         for field in ["hook", "title", "description", "id"] {
-            assert!(
-                s[field].as_str().is_some_and(|v| !v.is_empty()),
-                "{field} missing in {s}"
-            );
+            assert!(s[field].as_str().is_some_and(|v| !v.is_empty()), "{field} missing in {s}");
         }
     }
 }
@@ -61,10 +47,7 @@ async fn every_prefetch_template_uses_only_2_0_tokens() {
             let tokens = template_tokens(template).unwrap();
             assert!(!tokens.is_empty(), "{key}: {template} has no token");
             for t in tokens {
-                assert!(
-                    allowed_prefetch_tokens(hook).contains(&t),
-                    "{key}: {{{{{t}}}}} is not a 2.0 token"
-                );
+                assert!(allowed_prefetch_tokens(hook).contains(&t), "{key}: {{{{{t}}}}} is not a 2.0 token");
             }
             templates += 1;
         }

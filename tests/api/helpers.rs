@@ -49,22 +49,14 @@ impl ServerBuilder {
     }
 
     pub fn start(self) -> TestServer {
-        self.try_start()
-            .unwrap_or_else(|e| panic!("server did not start: {e}"))
+        self.try_start().unwrap_or_else(|e| panic!("server did not start: {e}"))
     }
 
     /// Starts the binary and waits for its "ready" log line; `Err` carries its output if it exits.
     pub fn try_start(self) -> Result<TestServer, String> {
         let mut cmd = Command::new(BIN);
         cmd.arg("serve")
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--log-format",
-                "json",
-                "--workers",
-                "2",
-            ])
+            .args(["--listen", "127.0.0.1:0", "--log-format", "json", "--workers", "2"])
             .args(&self.args)
             .current_dir(project_path(""))
             .env_remove("RUST_LOG")
@@ -104,31 +96,16 @@ impl ServerBuilder {
             if let Ok(port) = rx.recv_timeout(Duration::from_millis(50)) {
                 let base = format!("http://127.0.0.1:{port}");
                 leg_cramp_cds::install_crypto_provider();
-                let client = reqwest::Client::builder()
-                    .timeout(Duration::from_secs(30))
-                    .build()
-                    .unwrap();
-                return Ok(TestServer {
-                    child,
-                    port,
-                    base,
-                    logs,
-                    client,
-                });
+                let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+                return Ok(TestServer { child, port, base, logs, client });
             }
             if let Ok(Some(status)) = child.try_wait() {
                 std::thread::sleep(Duration::from_millis(100));
-                return Err(format!(
-                    "exited with {status}: {}",
-                    logs.lock().unwrap().join("\n")
-                ));
+                return Err(format!("exited with {status}: {}", logs.lock().unwrap().join("\n")));
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                return Err(format!(
-                    "no ready line within 20 s: {}",
-                    logs.lock().unwrap().join("\n")
-                ));
+                return Err(format!("no ready line within 20 s: {}", logs.lock().unwrap().join("\n")));
             }
         }
     }
@@ -136,10 +113,7 @@ impl ServerBuilder {
 
 impl TestServer {
     pub fn builder() -> ServerBuilder {
-        ServerBuilder {
-            args: Vec::new(),
-            envs: Vec::new(),
-        }
+        ServerBuilder { args: Vec::new(), envs: Vec::new() }
     }
 
     pub fn start() -> Self {
@@ -175,14 +149,7 @@ impl TestServer {
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        read(
-            self.client
-                .get(self.url(path))
-                .send()
-                .await
-                .expect("request sent"),
-        )
-        .await
+        read(self.client.get(self.url(path)).send().await.expect("request sent")).await
     }
 
     #[allow(dead_code)]
@@ -214,32 +181,19 @@ pub async fn read(res: reqwest::Response) -> (u16, Value) {
     let value = if bytes.is_empty() {
         Value::Null
     } else {
-        serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-            panic!(
-                "body is not JSON ({e}): {}",
-                String::from_utf8_lossy(&bytes)
-            )
-        })
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(&bytes)))
     };
     (status, value)
 }
 
 /// Asserts the body is an OperationOutcome whose diagnostics mention `needle`.
 pub fn assert_outcome(body: &Value, needle: &str) {
-    assert_eq!(
-        body["resourceType"], "OperationOutcome",
-        "not an OperationOutcome: {body}"
-    );
+    assert_eq!(body["resourceType"], "OperationOutcome", "not an OperationOutcome: {body}");
     let issues = body["issue"].as_array().expect("issue array");
     assert!(!issues.is_empty(), "no issues: {body}");
-    let text: Vec<&str> = issues
-        .iter()
-        .filter_map(|i| i["diagnostics"].as_str())
-        .collect();
-    assert!(
-        text.iter().any(|d| d.contains(needle)),
-        "no diagnostics mention {needle:?}: {body}"
-    );
+    let text: Vec<&str> = issues.iter().filter_map(|i| i["diagnostics"].as_str()).collect();
+    assert!(text.iter().any(|d| d.contains(needle)), "no diagnostics mention {needle:?}: {body}");
 }
 
 /// A minimal valid patient-view request with every prefetch key of leg-cramp-causes supplied
@@ -293,9 +247,5 @@ pub fn assert_valid_response(body: &Value) {
     if let Err(e) = schemas.validate(Document::Response, body) {
         panic!("response violates schemas/response.schema.json: {e:?}\n{body}");
     }
-    assert_eq!(
-        empty_value_paths(body),
-        Vec::<String>::new(),
-        "null/empty optional fields in {body}"
-    );
+    assert_eq!(empty_value_paths(body), Vec::<String>::new(), "null/empty optional fields in {body}");
 }

@@ -5,11 +5,7 @@ use leg_cramp_cds::protocol::schemas::Document;
 use leg_cramp_cds::protocol::SchemaSet;
 use serde_json::{json, Value};
 
-const INVALID: [&str; 3] = [
-    "spec-2.0.1-18.json",
-    "spec-2.0.1-16.json",
-    "spec-2.0.1-08.json",
-];
+const INVALID: [&str; 3] = ["spec-2.0.1-18.json", "spec-2.0.1-16.json", "spec-2.0.1-08.json"];
 /// 3.0 made systemAction.description optional; our response schema is the 2.0.1 one (what we
 /// emit must satisfy 2.0.1 clients), so the 3.0 twin of spec-2.0.1-16 is refused for the same reason.
 /// The 3.0 build carries spec-2.0.1-18 unchanged (a card without `indicator`): same defect.
@@ -17,9 +13,7 @@ const INVALID_3_0_TWINS: [&str; 1] = ["spec-ci-21.json"];
 const VALID_ONLY_IN_3_0: [&str; 1] = ["spec-ci-19.json"];
 
 fn examples() -> Vec<(String, Value)> {
-    let index =
-        std::fs::read_to_string(project_path("tests/fixtures/cds-hooks-examples/INDEX.tsv"))
-            .unwrap();
+    let index = std::fs::read_to_string(project_path("tests/fixtures/cds-hooks-examples/INDEX.tsv")).unwrap();
     index
         .lines()
         .skip(1)
@@ -56,18 +50,10 @@ fn valid_examples_pass_and_known_invalid_ones_fail() {
             Some(doc) => schemas.validate(doc, &v),
             None if v.get("context").is_some() && file.starts_with("hook-") => {
                 // Hook-library context examples: checked against that hook's context definition.
-                let hook = file
-                    .trim_start_matches("hook-")
-                    .rsplit_once('-')
-                    .unwrap()
-                    .0
-                    .to_string();
+                let hook = file.trim_start_matches("hook-").rsplit_once('-').unwrap().0.to_string();
                 schemas.validate_context(&hook, &v["context"])
             }
-            None if v["prefetch"]
-                .as_object()
-                .is_some_and(|p| p.values().all(Value::is_string)) =>
-            {
+            None if v["prefetch"].as_object().is_some_and(|p| p.values().all(Value::is_string)) => {
                 // A discovery prefetch-template fragment.
                 let doc = json!({"services": [{"hook": "patient-view", "id": "x", "description": "d", "prefetch": v["prefetch"]}]});
                 schemas.validate(Document::Discovery, &doc)
@@ -96,18 +82,11 @@ fn valid_examples_pass_and_known_invalid_ones_fail() {
 #[test]
 fn single_card_and_action_examples_validate() {
     let schemas = SchemaSet::compile().unwrap();
-    for file in [
-        "spec-2.0.1-12.json",
-        "spec-2.0.1-13.json",
-        "spec-2.0.1-14.json",
-        "spec-ci-15.json",
-        "spec-ci-17.json",
-    ] {
+    for file in ["spec-2.0.1-12.json", "spec-2.0.1-13.json", "spec-2.0.1-14.json", "spec-ci-15.json", "spec-ci-17.json"]
+    {
         let action = fixture(&format!("cds-hooks-examples/{file}"));
         let resp = json!({"cards": [], "systemActions": [action]});
-        schemas
-            .validate(Document::Response, &resp)
-            .unwrap_or_else(|e| panic!("{file}: {e:?}"));
+        schemas.validate(Document::Response, &resp).unwrap_or_else(|e| panic!("{file}: {e:?}"));
     }
 }
 
@@ -119,9 +98,7 @@ async fn example_requests_are_accepted_by_the_services() {
     let server = TestServer::start();
     let mut sent = 0;
     for (file, mut v) in examples() {
-        if classify(&v) != Some(Document::Request)
-            || v["hook"] != "patient-view"
-            || v["context"]["patientId"].is_null()
+        if classify(&v) != Some(Document::Request) || v["hook"] != "patient-view" || v["context"]["patientId"].is_null()
         {
             continue;
         }
@@ -142,17 +119,12 @@ async fn example_requests_are_accepted_by_the_services() {
 
     let mut order = order_request("order-select", true);
     order["context"] = fixture("cds-hooks-examples/hook-order-select-01.json")["context"].clone();
-    let (status, body) = server
-        .post_json("/cds-services/leg-cramp-order-select", &order)
-        .await;
+    let (status, body) = server.post_json("/cds-services/leg-cramp-order-select", &order).await;
     assert_eq!(status, 200, "{body}");
 
     let mut bad = patient_view_request();
-    bad["prefetch"]["user"] =
-        fixture("cds-hooks-examples/spec-2.0.1-08.json")["prefetch"]["user"].clone();
-    let (status, body) = server
-        .post_json("/cds-services/leg-cramp-causes", &bad)
-        .await;
+    bad["prefetch"]["user"] = fixture("cds-hooks-examples/spec-2.0.1-08.json")["prefetch"]["user"].clone();
+    let (status, body) = server.post_json("/cds-services/leg-cramp-causes", &bad).await;
     assert_eq!(status, 400);
     assert_outcome(&body, "/prefetch/user");
 }

@@ -1,0 +1,107 @@
+//! The offline subcommands: `check` (validate the cards directory and run every rule's test
+//! cases) and `eval` (evaluate a request file and print the cards).
+
+use crate::catalog::Catalog;
+use crate::cli::{CheckArgs, EvalArgs};
+use crate::pipeline::{evaluate, plan_prefetch};
+use crate::protocol::{CdsRequest, SchemaSet};
+use std::process::ExitCode;
+
+pub fn check(args: CheckArgs) -> ExitCode {
+    let schemas = match SchemaSet::compile() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("embedded schemas do not compile: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let catalog = match Catalog::load(&args.cards, &schemas) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("check: {} problem(s) in {}", errors.0.len(), args.cards.display());
+            return ExitCode::from(1);
+        }
+    };
+    let results = crate::rules::testcase::run_all(&catalog, &schemas);
+    let width = results.iter().map(|r| r.0.len()).max().unwrap_or(10);
+    println!("{:<width$}  {:<6}  case", "rule", "result");
+    let mut failed = 0;
+    for (rule, case, result) in &results {
+        match result {
+            Ok(()) => println!("{rule:<width$}  {:<6}  {case}", "pass"),
+            Err(why) => {
+                failed += 1;
+                println!("{rule:<width$}  {:<6}  {case}: {why}", "FAIL");
+            }
+        }
+    }
+    let rules = catalog.rules.rules.len();
+    println!(
+        "\n{rules} rules, {} value sets, {} cases: {} passed, {failed} failed",
+        catalog.rules.index.len(),
+        results.len(),
+        results.len() - failed
+    );
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+pub fn eval(args: EvalArgs) -> ExitCode {
+    let fail = |msg: String| {
+        eprintln!("eval: {msg}");
+        ExitCode::from(2)
+    };
+    let schemas = match SchemaSet::compile() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("embedded schemas do not compile: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let catalog = match Catalog::load(&args.cards, &schemas) {
+        Ok(c) => c,
+        Err(errors) => return fail(format!("the cards directory is invalid:\n{errors}")),
+    };
+    let text = match std::fs::read(&args.file) {
+        Ok(t) => t,
+        Err(e) => return fail(format!("{}: {e}", args.file.display())),
+    };
+    let value: serde_json::Value = match serde_json::from_slice(&text) {
+        Ok(v) => v,
+        Err(e) => return fail(format!("{}: not JSON: {e}", args.file.display())),
+    };
+    let hook = value.get("hook").and_then(|h| h.as_str()).unwrap_or_default().to_string();
+    let service = match &args.service {
+        Some(id) => catalog.service(id),
+        None => catalog.services.iter().find(|s| s.hook == hook),
+    };
+    let Some(service) = service else { return fail(format!("no service answers hook '{hook}'")) };
+    let mut request = match CdsRequest::from_value(value, &schemas, &service.hook) {
+        Ok(r) => r,
+        Err(e) => return fail(e.to_string()),
+    };
+    let plan = plan_prefetch(&mut request, service);
+    if !plan.missing.is_empty() {
+        let keys: Vec<&str> = plan.missing.iter().map(|(k, _)| k.as_str()).collect();
+        return fail(format!("prefetch keys missing (eval does not call FHIR servers): {}", keys.join(", ")));
+    }
+    let now = args.now.unwrap_or_else(chrono::Utc::now);
+    let evaluation = evaluate(&catalog.rules, &request, &plan.resources, now);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&evaluation.response).expect("serialisable"));
+    } else {
+        println!("{} → {} card(s) at {}", service.id, evaluation.response.cards.len(), now.to_rfc3339());
+        for card in &evaluation.response.cards {
+            let rule = card.source.topic.as_ref().map(|t| t.code.as_str()).unwrap_or("");
+            println!("{:<8}  {:<45}  {}", card.indicator.as_str(), rule, card.summary);
+        }
+        if let Some(w) = evaluation.response.extension.get(crate::pipeline::WARNINGS_EXTENSION) {
+            println!("warnings: {w}");
+        }
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,269 @@
+//! Hand-written serde types for the FHIR R4 resources and datatypes the rules read.
+//! Unknown fields are ignored; `value[x]`/`effective[x]` choices are explicit optional fields.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct Coding {
+    #[serde(default)]
+    pub system: Option<String>,
+    #[serde(default)]
+    pub code: Option<String>,
+    #[serde(default)]
+    pub display: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct CodeableConcept {
+    #[serde(default)]
+    pub coding: Vec<Coding>,
+    #[serde(default)]
+    pub text: Option<String>,
+}
+
+impl CodeableConcept {
+    /// The first code of the concept (any system), for status-like concepts.
+    pub fn first_code(&self) -> Option<&str> {
+        self.coding.iter().find_map(|c| c.code.as_deref())
+    }
+
+    /// A human label: text, else the first display, else the first code.
+    pub fn label(&self) -> Option<&str> {
+        self.text
+            .as_deref()
+            .or_else(|| self.coding.iter().find_map(|c| c.display.as_deref()))
+            .or_else(|| self.coding.iter().find_map(|c| c.code.as_deref()))
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct Quantity {
+    #[serde(default)]
+    pub value: Option<f64>,
+    #[serde(default)]
+    pub comparator: Option<String>,
+    #[serde(default)]
+    pub unit: Option<String>,
+    #[serde(default)]
+    pub system: Option<String>,
+    #[serde(default)]
+    pub code: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct Period {
+    #[serde(default)]
+    pub start: Option<String>,
+    #[serde(default)]
+    pub end: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct Reference {
+    #[serde(default)]
+    pub reference: Option<String>,
+    #[serde(default)]
+    pub display: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct Range {
+    #[serde(default)]
+    pub low: Option<Quantity>,
+    #[serde(default)]
+    pub high: Option<Quantity>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct ReferenceRange {
+    #[serde(default)]
+    pub low: Option<Quantity>,
+    #[serde(default)]
+    pub high: Option<Quantity>,
+    #[serde(default)]
+    pub text: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Patient {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub gender: Option<String>,
+    #[serde(default)]
+    pub birth_date: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub clinical_status: Option<CodeableConcept>,
+    #[serde(default)]
+    pub verification_status: Option<CodeableConcept>,
+    #[serde(default)]
+    pub code: Option<CodeableConcept>,
+    #[serde(default)]
+    pub onset_date_time: Option<String>,
+    #[serde(default)]
+    pub onset_period: Option<Period>,
+    #[serde(default)]
+    pub recorded_date: Option<String>,
+}
+
+/// A `medication[x]` choice shared by MedicationRequest and MedicationStatement.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MedicationChoice {
+    #[serde(default)]
+    pub medication_codeable_concept: Option<CodeableConcept>,
+    #[serde(default)]
+    pub medication_reference: Option<Reference>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MedicationRequest {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub intent: Option<String>,
+    #[serde(flatten)]
+    pub medication: MedicationChoice,
+    #[serde(default)]
+    pub authored_on: Option<String>,
+    #[serde(default)]
+    pub reason_code: Vec<CodeableConcept>,
+    #[serde(default)]
+    pub contained: Vec<Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MedicationStatement {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(flatten)]
+    pub medication: MedicationChoice,
+    #[serde(default)]
+    pub effective_date_time: Option<String>,
+    #[serde(default)]
+    pub effective_period: Option<Period>,
+    #[serde(default)]
+    pub date_asserted: Option<String>,
+    #[serde(default)]
+    pub reason_code: Vec<CodeableConcept>,
+    #[serde(default)]
+    pub contained: Vec<Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Ingredient {
+    #[serde(default, rename = "itemCodeableConcept")]
+    pub item_codeable_concept: Option<CodeableConcept>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Medication {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub code: Option<CodeableConcept>,
+    #[serde(default)]
+    pub ingredient: Vec<Ingredient>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObservationComponent {
+    #[serde(default)]
+    pub code: Option<CodeableConcept>,
+    #[serde(default)]
+    pub value_quantity: Option<Quantity>,
+    #[serde(default)]
+    pub value_codeable_concept: Option<CodeableConcept>,
+    #[serde(default)]
+    pub reference_range: Vec<ReferenceRange>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Observation {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub code: Option<CodeableConcept>,
+    #[serde(default)]
+    pub effective_date_time: Option<String>,
+    #[serde(default)]
+    pub effective_period: Option<Period>,
+    #[serde(default)]
+    pub effective_instant: Option<String>,
+    #[serde(default)]
+    pub issued: Option<String>,
+    #[serde(default)]
+    pub value_quantity: Option<Quantity>,
+    #[serde(default)]
+    pub value_codeable_concept: Option<CodeableConcept>,
+    #[serde(default)]
+    pub reference_range: Vec<ReferenceRange>,
+    #[serde(default)]
+    pub component: Vec<ObservationComponent>,
+}
+
+/// A resource of a type the rules read, or `Other` for everything else (kept only by type).
+#[derive(Debug, Clone)]
+pub enum Resource {
+    Patient(Patient),
+    Condition(Condition),
+    MedicationRequest(MedicationRequest),
+    MedicationStatement(MedicationStatement),
+    Medication(Medication),
+    Observation(Observation),
+    Other(String),
+}
+
+impl Resource {
+    /// Parses one resource by its `resourceType`; `Err` says why it cannot be used.
+    pub fn from_value(value: Value) -> Result<Self, String> {
+        let kind =
+            value.get("resourceType").and_then(Value::as_str).ok_or_else(|| "no resourceType".to_string())?.to_string();
+        let parsed = match kind.as_str() {
+            "Patient" => serde_json::from_value(value).map(Resource::Patient),
+            "Condition" => serde_json::from_value(value).map(Resource::Condition),
+            "MedicationRequest" => serde_json::from_value(value).map(Resource::MedicationRequest),
+            "MedicationStatement" => serde_json::from_value(value).map(Resource::MedicationStatement),
+            "Medication" => serde_json::from_value(value).map(Resource::Medication),
+            "Observation" => serde_json::from_value(value).map(Resource::Observation),
+            _ => return Ok(Resource::Other(kind)),
+        };
+        parsed.map_err(|e| format!("{kind} does not parse: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn unknown_fields_are_ignored_and_bad_types_reported() {
+        let ok = Resource::from_value(json!({"resourceType": "Patient", "id": "p", "gender": "female", "x": {"y": 1}}));
+        assert!(matches!(ok, Ok(Resource::Patient(p)) if p.gender.as_deref() == Some("female")));
+        let bad = Resource::from_value(json!({"resourceType": "Observation", "status": 5}));
+        assert!(bad.unwrap_err().contains("Observation does not parse"));
+        assert!(
+            matches!(Resource::from_value(json!({"resourceType": "Encounter"})), Ok(Resource::Other(k)) if k == "Encounter")
+        );
+    }
+}

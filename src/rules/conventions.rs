@@ -1,0 +1,66 @@
+//! The catalogue's conventions as data (`cards/conventions.json`): which statuses count,
+//! how far back undated-status conditions reach, how pregnancy is derived, and the named
+//! facts (such as `LEG_CRAMP_PRESENT`) that rules share.
+
+use super::expr::ExprFile;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Conventions {
+    pub condition: ConditionConvention,
+    pub medication: MedicationConvention,
+    pub observation: ObservationConvention,
+    pub pregnancy: PregnancyConvention,
+    /// Named boolean facts shared by rules, e.g. `LEG_CRAMP_PRESENT`.
+    pub facts: BTreeMap<String, NamedFact>,
+    /// Minimum age (years) for rules that declare `"population": "adult"`.
+    pub adult_age_years: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConditionConvention {
+    pub active_clinical_statuses: Vec<String>,
+    pub excluded_verification_statuses: Vec<String>,
+    /// A condition without clinicalStatus counts when onset/recorded is within this many days.
+    pub without_status_within_days: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MedicationConvention {
+    pub request_active_statuses: Vec<String>,
+    pub request_intents: Vec<String>,
+    pub statement_active_statuses: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObservationConvention {
+    pub usable_statuses: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PregnancyConvention {
+    pub status_observation: String,
+    pub pregnant_answers: String,
+    pub not_pregnant_answers: String,
+    pub pregnancy_conditions: String,
+    pub delivery_conditions: String,
+    pub gestational_age_observation: String,
+    pub third_trimester_conditions: String,
+    pub lookback_days: i64,
+    pub third_trimester_weeks: f64,
+    /// Administrative genders that are never pregnant.
+    pub never_pregnant_genders: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamedFact {
+    pub description: String,
+    pub expr: ExprFile,
+}

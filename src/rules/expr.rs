@@ -1,0 +1,359 @@
+//! Trigger expressions: the file format (what informaticists write) and the compiled form
+//! (names resolved to indices once, at load, so evaluation never looks up strings).
+
+use super::valueset::{ValueSetIndex, VsId};
+use serde::Deserialize;
+
+/// A boolean expression over typed predicates, as written in rule files.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum ExprFile {
+    All(Vec<ExprFile>),
+    Any(Vec<ExprFile>),
+    Not(Box<ExprFile>),
+    /// A named fact: one of `conventions.facts`, or the derived `PREGNANT` / `THIRD_TRIMESTER`.
+    Fact(String),
+    Condition(ConditionPred),
+    Medication(MedicationPred),
+    DraftOrder(ValueSetRef),
+    OrderReason(ValueSetRef),
+    Observation(ObservationPred),
+    ObservationCoded(CodedObservationPred),
+    AbsentObservation(CodedObservationPred),
+    /// Observation predicates whose latest matching results share one calendar day.
+    SameDay(Vec<ObservationPred>),
+    AgeAtLeast(u32),
+    Hook(Vec<String>),
+    RuleFired(String),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValueSetRef {
+    pub valueset: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConditionPred {
+    pub valueset: String,
+    /// Onset (or recorded date) must fall within this many days.
+    #[serde(default)]
+    pub within_days: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MedicationSourceFilter {
+    Request,
+    Statement,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MedicationPred {
+    pub valueset: String,
+    /// Which records count (default: both active MedicationRequests and MedicationStatements).
+    #[serde(default)]
+    pub sources: Vec<MedicationSourceFilter>,
+    /// Therapy started at least this many days ago (an unknown start counts).
+    #[serde(default)]
+    pub started_at_least_days_ago: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Comparator {
+    #[serde(rename = "<")]
+    Lt,
+    #[serde(rename = "<=")]
+    Le,
+    #[serde(rename = ">")]
+    Gt,
+    #[serde(rename = ">=")]
+    Ge,
+}
+
+impl Comparator {
+    pub fn holds(self, value: f64, threshold: f64) -> bool {
+        match self {
+            Comparator::Lt => value < threshold,
+            Comparator::Le => value <= threshold,
+            Comparator::Gt => value > threshold,
+            Comparator::Ge => value >= threshold,
+        }
+    }
+
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Comparator::Lt => "<",
+            Comparator::Le => "≤",
+            Comparator::Gt => ">",
+            Comparator::Ge => "≥",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObservationPred {
+    pub valueset: String,
+    pub lookback_days: i64,
+    pub comparator: Comparator,
+    /// Fixed threshold, in `unit`.
+    #[serde(default)]
+    pub value: Option<f64>,
+    /// Threshold = this × the observation's own referenceRange.high …
+    #[serde(default)]
+    pub reference_high_times: Option<f64>,
+    /// … or, when it has none, this value (in `unit`).
+    #[serde(default)]
+    pub fallback: Option<f64>,
+    pub unit: String,
+    /// Linear correction by a same-day companion result (e.g. albumin-corrected calcium).
+    #[serde(default)]
+    pub adjust: Option<AdjustmentFile>,
+    /// Where the threshold comes from (shown in the card's evidence).
+    #[serde(default)]
+    pub source: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdjustmentFile {
+    pub valueset: String,
+    pub unit: String,
+    /// adjusted = value + factor × (reference − companion), in the predicate's unit.
+    pub reference: f64,
+    pub factor: f64,
+    /// Codes already corrected at the lab (used as reported).
+    #[serde(default)]
+    pub except_codes: Vec<String>,
+    pub label: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodedObservationPred {
+    pub valueset: String,
+    pub lookback_days: i64,
+}
+
+/// Compiled expression: every name is an index.
+#[derive(Debug, Clone)]
+pub enum Expr {
+    All(Vec<Expr>),
+    Any(Vec<Expr>),
+    Not(Box<Expr>),
+    NamedFact(usize),
+    Pregnant,
+    ThirdTrimester,
+    Condition { vs: VsId, within_days: Option<i64> },
+    Medication { vs: VsId, requests: bool, statements: bool, started_at_least_days_ago: Option<i64> },
+    DraftOrder(VsId),
+    OrderReason(VsId),
+    Observation(ObservationTest),
+    ObservationCoded { vs: VsId, lookback_days: i64 },
+    AbsentObservation { vs: VsId, lookback_days: i64 },
+    SameDay(Vec<ObservationTest>),
+    AgeAtLeast(u32),
+    Hook(Vec<String>),
+    RuleFired(usize),
+}
+
+#[derive(Debug, Clone)]
+pub struct ObservationTest {
+    pub vs: VsId,
+    pub lookback_days: i64,
+    pub comparator: Comparator,
+    pub threshold: Threshold,
+    pub canonical_unit: String,
+    pub adjust: Option<Adjustment>,
+    pub source: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Threshold {
+    /// In the canonical unit.
+    Fixed(f64),
+    ReferenceHigh {
+        times: f64,
+        fallback: f64,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Adjustment {
+    pub vs: VsId,
+    pub unit: String,
+    pub reference: f64,
+    pub factor: f64,
+    pub except_codes: Vec<String>,
+    pub label: String,
+}
+
+/// What compilation needs to resolve names. Errors carry a JSON pointer suffix.
+pub struct Resolver<'a> {
+    pub index: &'a ValueSetIndex,
+    pub facts: &'a [String],
+    pub rules: &'a [String],
+}
+
+pub type CompileError = (String, String);
+
+impl Resolver<'_> {
+    pub fn compile(&self, e: &ExprFile, at: &str) -> Result<Expr, CompileError> {
+        Ok(match e {
+            ExprFile::All(xs) => Expr::All(self.list(xs, &format!("{at}/all"))?),
+            ExprFile::Any(xs) => Expr::Any(self.list(xs, &format!("{at}/any"))?),
+            ExprFile::Not(x) => Expr::Not(Box::new(self.compile(x, &format!("{at}/not"))?)),
+            ExprFile::Fact(name) => match name.as_str() {
+                "PREGNANT" => Expr::Pregnant,
+                "THIRD_TRIMESTER" => Expr::ThirdTrimester,
+                _ => Expr::NamedFact(
+                    self.facts
+                        .iter()
+                        .position(|f| f == name)
+                        .ok_or_else(|| (format!("{at}/fact"), format!("unknown fact '{name}'")))?,
+                ),
+            },
+            ExprFile::Condition(p) => Expr::Condition {
+                vs: self.vs(&p.valueset, &format!("{at}/condition/valueset"))?,
+                within_days: p.within_days,
+            },
+            ExprFile::Medication(p) => Expr::Medication {
+                vs: self.vs(&p.valueset, &format!("{at}/medication/valueset"))?,
+                requests: p.sources.is_empty() || p.sources.contains(&MedicationSourceFilter::Request),
+                statements: p.sources.is_empty() || p.sources.contains(&MedicationSourceFilter::Statement),
+                started_at_least_days_ago: p.started_at_least_days_ago,
+            },
+            ExprFile::DraftOrder(r) => Expr::DraftOrder(self.vs(&r.valueset, &format!("{at}/draft_order/valueset"))?),
+            ExprFile::OrderReason(r) => {
+                Expr::OrderReason(self.vs(&r.valueset, &format!("{at}/order_reason/valueset"))?)
+            }
+            ExprFile::Observation(p) => Expr::Observation(self.observation(p, &format!("{at}/observation"))?),
+            ExprFile::ObservationCoded(p) => Expr::ObservationCoded {
+                vs: self.vs(&p.valueset, &format!("{at}/observation_coded/valueset"))?,
+                lookback_days: p.lookback_days,
+            },
+            ExprFile::AbsentObservation(p) => Expr::AbsentObservation {
+                vs: self.vs(&p.valueset, &format!("{at}/absent_observation/valueset"))?,
+                lookback_days: p.lookback_days,
+            },
+            ExprFile::SameDay(ps) => Expr::SameDay(
+                ps.iter()
+                    .enumerate()
+                    .map(|(i, p)| self.observation(p, &format!("{at}/same_day/{i}")))
+                    .collect::<Result<_, _>>()?,
+            ),
+            ExprFile::AgeAtLeast(n) => Expr::AgeAtLeast(*n),
+            ExprFile::Hook(h) => Expr::Hook(h.clone()),
+            ExprFile::RuleFired(id) => Expr::RuleFired(
+                self.rules
+                    .iter()
+                    .position(|r| r == id)
+                    .ok_or_else(|| (format!("{at}/rule_fired"), format!("unknown rule '{id}'")))?,
+            ),
+        })
+    }
+
+    fn list(&self, xs: &[ExprFile], at: &str) -> Result<Vec<Expr>, CompileError> {
+        if xs.is_empty() {
+            return Err((at.to_string(), "empty list".into()));
+        }
+        xs.iter().enumerate().map(|(i, x)| self.compile(x, &format!("{at}/{i}"))).collect()
+    }
+
+    fn vs(&self, name: &str, at: &str) -> Result<VsId, CompileError> {
+        self.index.id(name).ok_or_else(|| (at.to_string(), format!("unknown value set '{name}'")))
+    }
+
+    fn observation(&self, p: &ObservationPred, at: &str) -> Result<ObservationTest, CompileError> {
+        let vs = self.vs(&p.valueset, &format!("{at}/valueset"))?;
+        let units = self
+            .index
+            .get(vs)
+            .units
+            .as_ref()
+            .ok_or_else(|| (format!("{at}/valueset"), format!("value set '{}' has no units", p.valueset)))?;
+        let to_canonical = |v: f64, field: &str| {
+            units.to_canonical(v, &p.unit).ok_or_else(|| {
+                (format!("{at}/{field}"), format!("unit '{}' is not convertible to {}", p.unit, units.canonical))
+            })
+        };
+        let threshold = match (p.value, p.reference_high_times, p.fallback) {
+            (Some(v), None, None) => Threshold::Fixed(to_canonical(v, "value")?),
+            (None, Some(times), Some(fallback)) => {
+                Threshold::ReferenceHigh { times, fallback: to_canonical(fallback, "fallback")? }
+            }
+            _ => return Err((at.to_string(), "give either 'value', or 'reference_high_times' with 'fallback'".into())),
+        };
+        let adjust = match &p.adjust {
+            None => None,
+            Some(a) => {
+                let avs = self.vs(&a.valueset, &format!("{at}/adjust/valueset"))?;
+                let ok = self.index.get(avs).units.as_ref().and_then(|u| u.to_canonical(1.0, &a.unit)).is_some();
+                if !ok {
+                    return Err((
+                        format!("{at}/adjust/unit"),
+                        format!("unit '{}' unknown for '{}'", a.unit, a.valueset),
+                    ));
+                }
+                Some(Adjustment {
+                    vs: avs,
+                    unit: a.unit.clone(),
+                    reference: a.reference,
+                    factor: a.factor,
+                    except_codes: a.except_codes.clone(),
+                    label: a.label.clone(),
+                })
+            }
+        };
+        Ok(ObservationTest {
+            vs,
+            lookback_days: p.lookback_days,
+            comparator: p.comparator,
+            threshold,
+            canonical_unit: units.canonical.clone(),
+            adjust,
+            source: p.source.clone(),
+        })
+    }
+}
+
+impl Expr {
+    /// Value sets of which at least one must be present in the patient's data for this
+    /// expression to be true; `None` if no such set exists (negations, facts, ages…).
+    /// Rules are indexed by these "anchors" so only plausible rules are evaluated.
+    pub fn anchors(&self) -> Option<Vec<VsId>> {
+        match self {
+            Expr::Condition { vs, .. }
+            | Expr::Medication { vs, .. }
+            | Expr::DraftOrder(vs)
+            | Expr::OrderReason(vs)
+            | Expr::ObservationCoded { vs, .. } => Some(vec![*vs]),
+            Expr::Observation(t) => Some(vec![t.vs]),
+            Expr::SameDay(ts) => ts.first().map(|t| vec![t.vs]),
+            Expr::All(xs) => xs.iter().filter_map(Expr::anchors).min_by_key(Vec::len),
+            Expr::Any(xs) => {
+                let mut all = Vec::new();
+                for x in xs {
+                    all.extend(x.anchors()?);
+                }
+                all.sort_unstable();
+                all.dedup();
+                Some(all)
+            }
+            _ => None,
+        }
+    }
+
+    /// Rules this expression refers to (for evaluation order and cycle checks).
+    pub fn rule_refs(&self, out: &mut Vec<usize>) {
+        match self {
+            Expr::All(xs) | Expr::Any(xs) => xs.iter().for_each(|x| x.rule_refs(out)),
+            Expr::Not(x) => x.rule_refs(out),
+            Expr::RuleFired(i) => out.push(*i),
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! The rule engine: value sets, conventions and rules loaded from the cards directory
+//! ([`book`]), trigger expressions ([`expr`]), and their evaluation over patient facts
+//! ([`eval`]). Clinical knowledge is data; this module holds only mechanisms.
+
+pub mod book;
+pub mod conventions;
+pub mod eval;
+pub mod expr;
+pub mod model;
+pub mod testcase;
+pub mod valueset;
+
+pub use book::RuleBook;
+pub use eval::{evaluate, Evidence, Finding};

@@ -1,0 +1,124 @@
+//! Running a rule's test cases: each case becomes a complete CDS Hooks request for the
+//! service of its hook, goes through the same pipeline as a live call, and the cards are
+//! checked against the expectation. Used by `leg-cramp-cds check` and by `cargo test`.
+
+use super::model::{Expectation, Rule, TestCase};
+use crate::catalog::Catalog;
+use crate::pipeline::{evaluate, plan_prefetch};
+use crate::protocol::{CdsRequest, CdsResponse, SchemaSet};
+use serde_json::{json, Map, Value};
+
+/// The request a test case stands for, and the id of the service it is sent to.
+pub fn request_for(catalog: &Catalog, rule: &Rule, case: &TestCase) -> Result<(String, Value), String> {
+    let hook = case.hook.clone().unwrap_or_else(|| rule.hooks[0].clone());
+    let service =
+        catalog.services.iter().find(|s| s.hook == hook).ok_or_else(|| format!("no service for hook {hook}"))?;
+    let patient = case.patient.clone().unwrap_or_else(|| json!({"resourceType": "Patient", "id": "p1"}));
+    let patient_id = patient.get("id").and_then(Value::as_str).unwrap_or("p1").to_string();
+    let mut buckets: Map<String, Value> = Map::new();
+    for key in service.prefetch.keys() {
+        buckets.insert(key.clone(), Value::Null);
+    }
+    // Each resource goes under the key whose template searches its type.
+    let key_for = |kind: &str| -> Option<String> {
+        service
+            .prefetch
+            .iter()
+            .find(|(_, t)| t.starts_with(&format!("{kind}?")) || t.starts_with(&format!("{kind}/")))
+            .map(|(k, _)| k.clone())
+            .or_else(|| service.prefetch.iter().find(|(_, t)| t.contains('?')).map(|(k, _)| k.clone()))
+    };
+    for resource in &case.resources {
+        let kind = resource.get("resourceType").and_then(Value::as_str).unwrap_or("");
+        let key = key_for(kind).ok_or("service has no search prefetch key")?;
+        let slot = buckets.entry(key).or_insert(Value::Null);
+        if slot.is_null() {
+            *slot = json!({"resourceType": "Bundle", "type": "searchset", "entry": []});
+        }
+        slot["entry"].as_array_mut().expect("bundle").push(json!({"resource": resource}));
+    }
+    if let Some(k) = key_for("Patient") {
+        buckets.insert(k, patient);
+    }
+    let mut context = json!({"userId": "Practitioner/example", "patientId": patient_id});
+    if hook != "patient-view" {
+        let entries: Vec<Value> = case.draft_orders.iter().map(|r| json!({"resource": r})).collect();
+        context["draftOrders"] = json!({"resourceType": "Bundle", "type": "collection", "entry": entries});
+        if hook == "order-select" {
+            let selections = case.selections.clone().unwrap_or_else(|| {
+                case.draft_orders
+                    .iter()
+                    .filter_map(|r| Some(format!("{}/{}", r["resourceType"].as_str()?, r["id"].as_str()?)))
+                    .collect()
+            });
+            context["selections"] = json!(selections);
+        }
+    }
+    let request = json!({
+        "hook": hook,
+        "hookInstance": uuid::Uuid::new_v4().to_string(),
+        "context": context,
+        "prefetch": buckets,
+    });
+    Ok((service.id.clone(), request))
+}
+
+/// Checks a response against a case's expectation; `Err` says what differs.
+pub fn check_response(rule: &Rule, case: &TestCase, response: &CdsResponse) -> Result<(), String> {
+    let card = response.cards.iter().find(|c| c.source.topic.as_ref().is_some_and(|t| t.code == rule.id));
+    match (case.expect, card) {
+        (Expectation::NoFire, Some(c)) => return Err(format!("fired ({}: {})", c.indicator.as_str(), c.summary)),
+        (Expectation::NoFire, None) => {}
+        (Expectation::Fire, None) => {
+            let got: Vec<&str> =
+                response.cards.iter().filter_map(|c| c.source.topic.as_ref().map(|t| t.code.as_str())).collect();
+            return Err(format!("did not fire (cards: [{}])", got.join(", ")));
+        }
+        (Expectation::Fire, Some(c)) => {
+            if let Some(want) = case.indicator {
+                if c.indicator != want {
+                    return Err(format!("indicator {} (expected {})", c.indicator.as_str(), want.as_str()));
+                }
+            }
+            let detail = c.detail.as_deref().unwrap_or("");
+            for needle in &case.detail_contains {
+                if !detail.contains(needle.as_str()) {
+                    return Err(format!("detail lacks {needle:?}"));
+                }
+            }
+        }
+    }
+    for absent in &case.absent_rules {
+        if response.cards.iter().any(|c| c.source.topic.as_ref().is_some_and(|t| &t.code == absent)) {
+            return Err(format!("rule {absent} should not be in the response"));
+        }
+    }
+    Ok(())
+}
+
+/// Runs one case in-process (no HTTP): request → pipeline → check.
+pub fn run_case(catalog: &Catalog, schemas: &SchemaSet, rule: &Rule, case: &TestCase) -> Result<(), String> {
+    let now = chrono::DateTime::parse_from_rfc3339(&case.now).map_err(|e| format!("now: {e}"))?.to_utc();
+    let (service_id, body) = request_for(catalog, rule, case)?;
+    let service = catalog.service(&service_id).expect("service exists");
+    let mut request =
+        CdsRequest::from_value(body, schemas, &service.hook).map_err(|e| format!("request invalid: {e}"))?;
+    let plan = plan_prefetch(&mut request, service);
+    if !plan.missing.is_empty() {
+        return Err(format!("prefetch incomplete: {:?}", plan.missing));
+    }
+    let evaluation = evaluate(&catalog.rules, &request, &plan.resources, now);
+    check_response(rule, case, &evaluation.response)
+}
+
+/// Every case of every rule: (rule id, case name, result).
+pub fn run_all(catalog: &Catalog, schemas: &SchemaSet) -> Vec<(String, String, Result<(), String>)> {
+    let mut results = Vec::new();
+    for rule in &catalog.rules.rules {
+        for case in &rule.tests {
+            results.push((rule.id.clone(), case.name.clone(), run_case(catalog, schemas, rule, case)));
+        }
+    }
+    results.sort_by(|a, b| a.0.cmp(&b.0));
+    results
+}

@@ -1,0 +1,326 @@
+//! Value sets as data (`cards/valuesets/*.json`) and the index built from them at load:
+//! code → value sets, so that looking up a patient's code costs the same however many
+//! codes and rules there are.
+
+use serde::Deserialize;
+use std::collections::HashMap;
+
+pub type VsId = u32;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValueSetFile {
+    #[serde(rename = "$schema", default)]
+    pub schema: Option<String>,
+    pub id: String,
+    pub description: String,
+    /// Short human name of what the set measures or contains (used for `{analyte}`).
+    #[serde(default)]
+    pub label: Option<String>,
+    #[serde(default)]
+    pub codes: Vec<CodeEntry>,
+    /// Ingredient names (lower case) matched as whole words in medication codings' display
+    /// and text: covers product-level codes (SCD/SBD) and ingredients without a verified code.
+    #[serde(default)]
+    pub ingredients: Vec<String>,
+    /// For lab value sets: the canonical unit and factors from other units to it.
+    #[serde(default)]
+    pub units: Option<Units>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodeEntry {
+    pub system: String,
+    pub code: String,
+    #[serde(default)]
+    pub display: Option<String>,
+    /// `descendants`: this code and every code below it (prefix match, ICD-10-CM and ATC).
+    #[serde(default)]
+    pub r#match: Option<String>,
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Units {
+    pub canonical: String,
+    /// unit → factor: value_in_canonical = value × factor. The canonical unit is implied (1).
+    #[serde(default)]
+    pub factors: HashMap<String, f64>,
+}
+
+impl Units {
+    /// Converts a value in `unit` to the canonical unit; `None` if the unit is unknown.
+    pub fn to_canonical(&self, value: f64, unit: &str) -> Option<f64> {
+        let u = normalise_unit(unit);
+        if u == normalise_unit(&self.canonical) {
+            return Some(value);
+        }
+        self.factors.iter().find(|(k, _)| normalise_unit(k) == u).map(|(_, f)| value * f)
+    }
+}
+
+/// Unit strings compared case-insensitively, ignoring spaces and UCUM's curly annotations
+/// on counts (`{beats}/min` = `/min`); `u[IU]` and `µ` spelled the ASCII way.
+pub fn normalise_unit(unit: &str) -> String {
+    let mut out = String::with_capacity(unit.len());
+    let mut in_brace = false;
+    for ch in unit.chars() {
+        match ch {
+            '{' => in_brace = true,
+            '}' => in_brace = false,
+            _ if in_brace => {}
+            ' ' => {}
+            'µ' | 'μ' => out.push('u'),
+            '[' | ']' => {}
+            c => out.extend(c.to_lowercase()),
+        }
+    }
+    out
+}
+
+/// Canonical code-system URIs, so that an OID or a common variant matches.
+pub fn canonical_system(system: &str) -> &str {
+    match system {
+        "urn:oid:2.16.840.1.113883.6.90" | "http://hl7.org/fhir/sid/icd-10-cm/" => "http://hl7.org/fhir/sid/icd-10-cm",
+        "urn:oid:2.16.840.1.113883.6.96" | "http://snomed.info/sct/" => "http://snomed.info/sct",
+        "urn:oid:2.16.840.1.113883.6.1" | "http://loinc.org/" => "http://loinc.org",
+        "urn:oid:2.16.840.1.113883.6.88" | "http://www.nlm.nih.gov/research/umls/rxnorm/" => {
+            "http://www.nlm.nih.gov/research/umls/rxnorm"
+        }
+        "urn:oid:2.16.840.1.113883.6.73" | "http://www.whocc.no/atc/" => "http://www.whocc.no/atc",
+        other => other,
+    }
+}
+
+/// ICD-10-CM codes are compared without the dot and in upper case (`R25.2` = `r252`).
+fn canonical_code(system: &str, code: &str) -> String {
+    if system == "http://hl7.org/fhir/sid/icd-10-cm" || system == "http://www.whocc.no/atc" {
+        code.chars().filter(|c| *c != '.').flat_map(char::to_uppercase).collect()
+    } else {
+        code.trim().to_string()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ValueSet {
+    pub id: String,
+    pub label: Option<String>,
+    pub units: Option<Units>,
+    pub codes: Vec<CodeEntry>,
+}
+
+/// All value sets and the lookup tables built from them.
+#[derive(Debug, Clone, Default)]
+pub struct ValueSetIndex {
+    sets: Vec<ValueSet>,
+    by_id: HashMap<String, VsId>,
+    exact: HashMap<(String, String), Vec<VsId>>,
+    /// (system, code prefix) → sets that include the code and its descendants.
+    descendants: HashMap<(String, String), Vec<VsId>>,
+    longest_prefix: usize,
+    /// ingredient name (lower-case words joined by one space) → sets.
+    ingredients: HashMap<String, Vec<VsId>>,
+    longest_ingredient_words: usize,
+}
+
+impl ValueSetIndex {
+    pub fn build(files: Vec<ValueSetFile>) -> Result<Self, Vec<(String, String)>> {
+        let mut index = ValueSetIndex::default();
+        let mut errors = Vec::new();
+        for file in files {
+            if index.by_id.contains_key(&file.id) {
+                errors.push((file.id.clone(), "duplicate value set id".to_string()));
+                continue;
+            }
+            let id = index.sets.len() as VsId;
+            for entry in &file.codes {
+                let system = canonical_system(&entry.system).to_string();
+                let code = canonical_code(&system, &entry.code);
+                match entry.r#match.as_deref() {
+                    None | Some("exact") => push_unique(index.exact.entry((system, code)).or_default(), id),
+                    Some("descendants") => {
+                        index.longest_prefix = index.longest_prefix.max(code.len());
+                        push_unique(index.descendants.entry((system, code)).or_default(), id);
+                    }
+                    Some(other) => {
+                        errors.push((file.id.clone(), format!("unknown match '{other}' for code {}", entry.code)))
+                    }
+                }
+            }
+            for name in &file.ingredients {
+                let key = words(name).join(" ");
+                if key.is_empty() {
+                    errors.push((file.id.clone(), format!("empty ingredient name {name:?}")));
+                    continue;
+                }
+                index.longest_ingredient_words = index.longest_ingredient_words.max(key.split(' ').count());
+                push_unique(index.ingredients.entry(key).or_default(), id);
+            }
+            if let Some(units) = &file.units {
+                if units.factors.values().any(|f| !f.is_finite() || *f <= 0.0) {
+                    errors.push((file.id.clone(), "unit factors must be positive numbers".into()));
+                }
+            }
+            index.by_id.insert(file.id.clone(), id);
+            index.sets.push(ValueSet { id: file.id, label: file.label, units: file.units, codes: file.codes });
+        }
+        if errors.is_empty() {
+            Ok(index)
+        } else {
+            Err(errors)
+        }
+    }
+
+    pub fn id(&self, name: &str) -> Option<VsId> {
+        self.by_id.get(name).copied()
+    }
+
+    pub fn get(&self, id: VsId) -> &ValueSet {
+        &self.sets[id as usize]
+    }
+
+    pub fn len(&self) -> usize {
+        self.sets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sets.is_empty()
+    }
+
+    /// Adds to `out` every value set containing this coding.
+    pub fn sets_of_code(&self, system: &str, code: &str, out: &mut Vec<VsId>) {
+        let system = canonical_system(system);
+        let code = canonical_code(system, code);
+        // Allocation-free probe would need a borrowed key type; codes are short, so one
+        // String per lookup is cheap next to the JSON parse that produced it.
+        let mut key = (system.to_string(), code);
+        if let Some(ids) = self.exact.get(&key) {
+            extend_unique(out, ids);
+        }
+        if !self.descendants.is_empty() {
+            let full = std::mem::take(&mut key.1);
+            for end in (1..=full.len().min(self.longest_prefix)).rev() {
+                if !full.is_char_boundary(end) {
+                    continue;
+                }
+                key.1.clear();
+                key.1.push_str(&full[..end]);
+                if let Some(ids) = self.descendants.get(&key) {
+                    extend_unique(out, ids);
+                }
+            }
+        }
+    }
+
+    /// Adds to `out` every value set one of whose ingredient names occurs, as whole words,
+    /// in `text` (a coding display, a CodeableConcept text, a Medication ingredient).
+    pub fn sets_of_ingredient_text(&self, text: &str, out: &mut Vec<VsId>) {
+        if self.ingredients.is_empty() {
+            return;
+        }
+        let w = words(text);
+        let mut phrase = String::new();
+        for start in 0..w.len() {
+            phrase.clear();
+            for (n, word) in w[start..].iter().take(self.longest_ingredient_words).enumerate() {
+                if n > 0 {
+                    phrase.push(' ');
+                }
+                phrase.push_str(word);
+                if let Some(ids) = self.ingredients.get(&phrase) {
+                    extend_unique(out, ids);
+                }
+            }
+        }
+    }
+}
+
+/// Lower-case alphanumeric words of a text.
+pub fn words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase).collect()
+}
+
+fn push_unique(v: &mut Vec<VsId>, id: VsId) {
+    if !v.contains(&id) {
+        v.push(id);
+    }
+}
+
+fn extend_unique(out: &mut Vec<VsId>, ids: &[VsId]) {
+    for id in ids {
+        push_unique(out, *id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn index() -> ValueSetIndex {
+        let files: Vec<ValueSetFile> = serde_json::from_value(json!([
+            {"id": "PAD", "description": "d", "codes": [
+                {"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "I70.2", "match": "descendants"},
+                {"system": "http://snomed.info/sct", "code": "399957001"}]},
+            {"id": "THIAZIDE", "description": "d", "ingredients": ["hydrochlorothiazide", "magnesium oxide"],
+             "codes": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "5487"},
+                       {"system": "http://www.whocc.no/atc", "code": "C03AA", "match": "descendants"}]},
+            {"id": "MG", "description": "d", "units": {"canonical": "mg/dL", "factors": {"mmol/L": 2.431, "mEq/L": 1.2155}},
+             "codes": [{"system": "http://loinc.org", "code": "19123-9"}]}
+        ]))
+        .unwrap();
+        ValueSetIndex::build(files).unwrap()
+    }
+
+    #[test]
+    fn exact_descendant_and_oid_matching() {
+        let ix = index();
+        let pad = ix.id("PAD").unwrap();
+        let mut out = Vec::new();
+        ix.sets_of_code("http://hl7.org/fhir/sid/icd-10-cm", "I70.213", &mut out);
+        assert_eq!(out, vec![pad]);
+        out.clear();
+        ix.sets_of_code("urn:oid:2.16.840.1.113883.6.90", "i70213", &mut out);
+        assert_eq!(out, vec![pad], "OID system and undotted lower-case code");
+        out.clear();
+        ix.sets_of_code("http://hl7.org/fhir/sid/icd-10-cm", "I70.1", &mut out);
+        assert!(out.is_empty(), "a sibling is not a descendant");
+        ix.sets_of_code("http://snomed.info/sct", "399957001", &mut out);
+        assert_eq!(out, vec![pad]);
+        out.clear();
+        ix.sets_of_code("http://www.whocc.no/atc", "C03AA03", &mut out);
+        assert_eq!(out, vec![ix.id("THIAZIDE").unwrap()]);
+    }
+
+    #[test]
+    fn ingredient_names_match_whole_words_in_product_text() {
+        let ix = index();
+        let mut out = Vec::new();
+        ix.sets_of_ingredient_text("Hydrochlorothiazide 25 MG Oral Tablet", &mut out);
+        assert_eq!(out, vec![ix.id("THIAZIDE").unwrap()]);
+        out.clear();
+        ix.sets_of_ingredient_text("Magnesium Oxide 400 MG Oral Tablet", &mut out);
+        assert_eq!(out.len(), 1);
+        out.clear();
+        ix.sets_of_ingredient_text("magnesium sulfate", &mut out);
+        assert!(out.is_empty(), "two-word names need both words");
+        ix.sets_of_ingredient_text("chlorothiazidex", &mut out);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn units_convert_by_factor_and_unknown_units_do_not() {
+        let ix = index();
+        let u = ix.get(ix.id("MG").unwrap()).units.as_ref().unwrap();
+        assert_eq!(u.to_canonical(2.0, "mg/dL"), Some(2.0));
+        assert_eq!(u.to_canonical(2.0, "MG/DL"), Some(2.0));
+        assert!((u.to_canonical(0.62, "mmol/L").unwrap() - 1.507).abs() < 0.001);
+        assert!((u.to_canonical(1.48, "meq/L").unwrap() - 1.799).abs() < 0.001);
+        assert_eq!(u.to_canonical(2.0, "furlongs"), None);
+        assert_eq!(normalise_unit("{beats}/min"), "/min");
+        assert_eq!(normalise_unit("u[IU]/mL"), "uiu/ml");
+    }
+}
