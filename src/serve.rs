@@ -26,14 +26,19 @@ pub fn run(args: ServeArgs) -> ExitCode {
     };
     let system = actix_web::rt::System::new();
     let result = system.block_on(async move {
-        let app = Application::build(&args, schemas, catalog)?;
+        let app = Application::build(&args, schemas.clone(), catalog)?;
+        let catalog = app.state.catalog.load();
         tracing::info!(
             listen = %args.listen,
             port = app.port(),
             public_url = %app.state.public_url,
-            services = app.state.catalog.load().services.len(),
+            services = catalog.services.len(),
+            rules = catalog.rules.rules.len(),
+            value_sets = catalog.rules.index.len(),
             "leg-cramp-cds ready"
         );
+        drop(catalog);
+        watch_reload_signal(app.state.clone(), args.cards.clone(), schemas);
         app.run_until_stopped().await?;
         tracing::info!("stopped");
         anyhow::Ok(())
@@ -45,4 +50,36 @@ pub fn run(args: ServeArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// SIGHUP reloads the cards directory. The new set replaces the old one atomically (requests
+/// in flight finish on the set they started with); a set that does not load is refused and
+/// the current one kept.
+fn watch_reload_signal(
+    state: actix_web::web::Data<crate::http::AppState>,
+    cards: std::path::PathBuf,
+    schemas: Arc<SchemaSet>,
+) {
+    actix_web::rt::spawn(async move {
+        let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP; reload disabled");
+                return;
+            }
+        };
+        while hangup.recv().await.is_some() {
+            match Catalog::load(&cards, &schemas) {
+                Ok(catalog) => {
+                    let rules = catalog.rules.rules.len();
+                    state.catalog.store(Arc::new(catalog));
+                    tracing::info!(rules, cards = %cards.display(), "cards reloaded");
+                }
+                Err(errors) => {
+                    let problems: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+                    tracing::error!(problems = ?problems, "reload refused; keeping the current cards");
+                }
+            }
+        }
+    });
 }

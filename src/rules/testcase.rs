@@ -11,15 +11,29 @@ use serde_json::{json, Map, Value};
 /// The request a test case stands for, and the id of the service it is sent to.
 pub fn request_for(catalog: &Catalog, rule: &Rule, case: &TestCase) -> Result<(String, Value), String> {
     let hook = case.hook.clone().unwrap_or_else(|| rule.hooks[0].clone());
+    let patient = case.patient.clone().unwrap_or_else(|| json!({"resourceType": "Patient", "id": "p1"}));
+    build_request(catalog, &hook, patient, &case.resources, &case.draft_orders, case.selections.clone())
+}
+
+/// A complete request for the service of `hook`: each resource goes into the prefetch key
+/// whose template searches its type (as a searchset Bundle); keys left empty are `null`
+/// ("no data"). On order hooks the drafts form `context.draftOrders`; on order-select every
+/// draft is selected unless `selections` says otherwise.
+pub fn build_request(
+    catalog: &Catalog,
+    hook: &str,
+    patient: Value,
+    resources: &[Value],
+    drafts: &[Value],
+    selections: Option<Vec<String>>,
+) -> Result<(String, Value), String> {
     let service =
         catalog.services.iter().find(|s| s.hook == hook).ok_or_else(|| format!("no service for hook {hook}"))?;
-    let patient = case.patient.clone().unwrap_or_else(|| json!({"resourceType": "Patient", "id": "p1"}));
     let patient_id = patient.get("id").and_then(Value::as_str).unwrap_or("p1").to_string();
     let mut buckets: Map<String, Value> = Map::new();
     for key in service.prefetch.keys() {
         buckets.insert(key.clone(), Value::Null);
     }
-    // Each resource goes under the key whose template searches its type.
     let key_for = |kind: &str| -> Option<String> {
         service
             .prefetch
@@ -28,8 +42,11 @@ pub fn request_for(catalog: &Catalog, rule: &Rule, case: &TestCase) -> Result<(S
             .map(|(k, _)| k.clone())
             .or_else(|| service.prefetch.iter().find(|(_, t)| t.contains('?')).map(|(k, _)| k.clone()))
     };
-    for resource in &case.resources {
+    for resource in resources {
         let kind = resource.get("resourceType").and_then(Value::as_str).unwrap_or("");
+        if kind == "Patient" {
+            continue;
+        }
         let key = key_for(kind).ok_or("service has no search prefetch key")?;
         let slot = buckets.entry(key).or_insert(Value::Null);
         if slot.is_null() {
@@ -42,11 +59,11 @@ pub fn request_for(catalog: &Catalog, rule: &Rule, case: &TestCase) -> Result<(S
     }
     let mut context = json!({"userId": "Practitioner/example", "patientId": patient_id});
     if hook != "patient-view" {
-        let entries: Vec<Value> = case.draft_orders.iter().map(|r| json!({"resource": r})).collect();
+        let entries: Vec<Value> = drafts.iter().map(|r| json!({"resource": r})).collect();
         context["draftOrders"] = json!({"resourceType": "Bundle", "type": "collection", "entry": entries});
         if hook == "order-select" {
-            let selections = case.selections.clone().unwrap_or_else(|| {
-                case.draft_orders
+            let selections = selections.unwrap_or_else(|| {
+                drafts
                     .iter()
                     .filter_map(|r| Some(format!("{}/{}", r["resourceType"].as_str()?, r["id"].as_str()?)))
                     .collect()

@@ -8,5 +8,6 @@ mod helpers;
 mod cors;
 mod discovery;
 mod errors;
+mod rules;
 mod service_call;
 mod spec_examples;
