@@ -239,7 +239,8 @@ async fn a_new_rule_is_a_data_file_no_rust_change() {
 
 #[test]
 fn a_broken_rule_file_is_refused_with_file_pointer_and_message() {
-    let cases: [(&str, Box<dyn Fn(&mut Value)>, &str); 5] = [
+    type Mutation = Box<dyn Fn(&mut Value)>;
+    let cases: [(&str, Mutation, &str); 5] = [
         (
             "unknown value set",
             Box::new(|r| r["trigger"]["all"][1]["condition"]["valueset"] = json!("NO_SUCH_SET")),
