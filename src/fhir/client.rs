@@ -93,12 +93,18 @@ impl FhirClient {
             if let Some(t) = token {
                 request = request.bearer_auth(t);
             }
-            let response = request.send().await.map_err(|e| describe_error(&e))?;
+            let response = request.send().await.map_err(|e| describe_error(&e, self.config.timeout))?;
             let status = response.status();
             if !status.is_success() {
                 return Err(format!("FHIR server answered {status} for {}", path_of(&url)));
             }
-            let body: Value = response.json().await.map_err(|e| format!("FHIR server sent invalid JSON: {e}"))?;
+            let body: Value = response.json().await.map_err(|e| {
+                if e.is_timeout() {
+                    describe_error(&e, self.config.timeout)
+                } else {
+                    "FHIR server sent a body that is not FHIR JSON".to_string()
+                }
+            })?;
             match body.get("resourceType").and_then(Value::as_str) {
                 Some("Bundle") => {
                     next = body
@@ -165,9 +171,9 @@ fn path_of(url: &str) -> String {
     reqwest::Url::parse(url).map(|u| u.path().to_string()).unwrap_or_default()
 }
 
-fn describe_error(e: &reqwest::Error) -> String {
+fn describe_error(e: &reqwest::Error, timeout: Duration) -> String {
     if e.is_timeout() {
-        "FHIR server timed out".into()
+        format!("FHIR server did not answer within {} ms", timeout.as_millis())
     } else if e.is_connect() {
         "FHIR server unreachable (connection failed)".into()
     } else if e.is_redirect() {
