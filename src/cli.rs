@@ -15,7 +15,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP service.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Validate the cards directory and run every rule's test cases.
     Check(CheckArgs),
     /// Evaluate a CDS Hooks request file offline and print the cards.
@@ -90,6 +90,31 @@ pub struct ServeArgs {
     /// Most resources read per prefetch key.
     #[arg(long, env = "LEG_CRAMP_CDS_FHIR_MAX_RESOURCES", default_value_t = 2000)]
     pub fhir_max_resources: usize,
+    /// Trust JWTs from this issuer, verified with this JWK Set (a file, or an https URL):
+    /// `ISS=JWKS`, repeatable. With at least one, every service call needs a valid JWT.
+    #[arg(long = "trusted-issuer", env = "LEG_CRAMP_CDS_TRUSTED_ISSUER", value_delimiter = ',')]
+    pub trusted_issuers: Vec<String>,
+    /// Accept only these `tenant` claims from an issuer: `ISS=TENANT`, repeatable.
+    #[arg(long = "trusted-tenant", env = "LEG_CRAMP_CDS_TRUSTED_TENANT", value_delimiter = ',')]
+    pub trusted_tenants: Vec<String>,
+    /// JWK Set URLs a token's `jku` may name: `ISS=URL`, repeatable.
+    #[arg(long = "allowed-jku", env = "LEG_CRAMP_CDS_ALLOWED_JKU", value_delimiter = ',')]
+    pub allowed_jku: Vec<String>,
+    /// Serve discovery without a JWT (the CDS Hooks Sandbox calls it unauthenticated first).
+    #[arg(long, env = "LEG_CRAMP_CDS_OPEN_DISCOVERY")]
+    pub open_discovery: bool,
+    /// Allow running without authentication on a non-loopback address. Never in production.
+    #[arg(long, env = "LEG_CRAMP_CDS_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
+    /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, env = "LEG_CRAMP_CDS_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM, PKCS#8 or RSA/SEC1) for --tls-cert.
+    #[arg(long, env = "LEG_CRAMP_CDS_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Longest time to receive a request body and answer it.
+    #[arg(long, env = "LEG_CRAMP_CDS_REQUEST_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
+    pub request_timeout: std::time::Duration,
     /// Fix the evaluation instant (RFC 3339) instead of the clock: for tests and demos.
     #[arg(long, env = "LEG_CRAMP_CDS_NOW")]
     pub now: Option<chrono::DateTime<chrono::Utc>>,
@@ -100,8 +125,33 @@ impl ServeArgs {
     pub fn public_base_url(&self) -> String {
         match &self.public_url {
             Some(u) => u.trim_end_matches('/').to_string(),
-            None => format!("http://{}", self.listen),
+            None => format!("{}://{}", if self.tls_cert.is_some() { "https" } else { "http" }, self.listen),
         }
+    }
+
+    /// The trusted issuers with their tenant and jku allow-lists.
+    pub fn issuers(&self) -> Result<Vec<crate::auth::TrustedIssuer>, String> {
+        let mut issuers: Vec<crate::auth::TrustedIssuer> =
+            self.trusted_issuers.iter().map(|s| crate::auth::TrustedIssuer::parse(s)).collect::<Result<_, _>>()?;
+        let mut attach = |specs: &[String], flag: &str, tenant: bool| -> Result<(), String> {
+            for spec in specs {
+                let (iss, value) =
+                    spec.split_once('=').ok_or_else(|| format!("{flag} '{spec}': expected ISS=VALUE"))?;
+                let issuer = issuers
+                    .iter_mut()
+                    .find(|i| i.iss == iss)
+                    .ok_or_else(|| format!("{flag} '{spec}': '{iss}' is not a --trusted-issuer"))?;
+                if tenant {
+                    issuer.tenants.push(value.to_string());
+                } else {
+                    issuer.allowed_jku.push(value.to_string());
+                }
+            }
+            Ok(())
+        };
+        attach(&self.trusted_tenants, "--trusted-tenant", true)?;
+        attach(&self.allowed_jku, "--allowed-jku", false)?;
+        Ok(issuers)
     }
 }
 
@@ -157,6 +207,7 @@ mod tests {
     fn public_url_defaults_to_listen_address() {
         let cli = Cli::try_parse_from(["leg-cramp-cds", "serve", "--listen", "127.0.0.1:9000"]).unwrap();
         let Command::Serve(args) = cli.command else { panic!("serve") };
+        let args = *args;
         assert_eq!(args.public_base_url(), "http://127.0.0.1:9000");
     }
 }

@@ -4,6 +4,7 @@
 //! Data flows one way: [`protocol`] (wire types, schemas) → [`pipeline`] → response, with the
 //! clinical knowledge loaded by [`catalog`] from the cards directory and served by [`http`].
 
+pub mod auth;
 pub mod cards;
 pub mod catalog;
 pub mod cli;

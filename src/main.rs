@@ -5,7 +5,7 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => leg_cramp_cds::serve::run(args),
+        Command::Serve(args) => leg_cramp_cds::serve::run(*args),
         Command::Check(args) => leg_cramp_cds::commands::check(args),
         Command::Eval(args) => leg_cramp_cds::commands::eval(args),
     }

@@ -17,6 +17,24 @@ pub fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Safe defaults: without trusted issuers, only a loopback listener may run, and loudly.
+    if args.trusted_issuers.is_empty() {
+        if args.listen.ip().is_loopback() {
+            tracing::warn!(
+                listen = %args.listen,
+                "AUTHENTICATION IS OFF: no --trusted-issuer; any local process can call this service. Loopback only."
+            );
+        } else if args.insecure_no_auth {
+            tracing::warn!(listen = %args.listen, "AUTHENTICATION IS OFF on a non-loopback address (--insecure-no-auth)");
+        } else {
+            eprintln!(
+                "refusing to start: {} is not a loopback address and no --trusted-issuer is configured \
+                 (give --trusted-issuer ISS=JWKS, or --insecure-no-auth for a throw-away test setup)",
+                args.listen
+            );
+            return ExitCode::from(2);
+        }
+    }
     let catalog = match Catalog::load(&args.cards, &schemas) {
         Ok(c) => c,
         Err(errors) => {
@@ -33,6 +51,8 @@ pub fn run(args: ServeArgs) -> ExitCode {
             port = app.port(),
             public_url = %app.state.public_url,
             services = catalog.services.len(),
+            auth = app.state.auth.is_some(),
+            tls = args.tls_cert.is_some(),
             rules = catalog.rules.rules.len(),
             value_sets = catalog.rules.index.len(),
             "leg-cramp-cds ready"

@@ -19,6 +19,10 @@ pub enum ApiError {
     },
     /// Required data could not be had (contract §1.5): one issue per prefetch key.
     PreconditionFailed(Vec<(String, String)>),
+    /// A missing or invalid JWT. The reason is logged, never sent (best practices: no detail).
+    Unauthorized,
+    /// The body did not arrive within the request timeout.
+    RequestTimeout,
     /// Anything unexpected. The message is logged, never sent.
     Internal(String),
 }
@@ -45,6 +49,8 @@ impl std::fmt::Display for ApiError {
                 write!(f, "required prefetch data is missing and could not be fetched: {}", list.join("; "))
             }
             ApiError::Internal(_) => write!(f, "internal error; the request was not processed"),
+            ApiError::Unauthorized => write!(f, "authentication failed"),
+            ApiError::RequestTimeout => write!(f, "the request body did not arrive in time"),
         }
     }
 }
@@ -91,6 +97,8 @@ impl ApiError {
                     .collect(),
             ),
             ApiError::Internal(_) => OperationOutcome::error(IssueCode::Exception, self.to_string()),
+            ApiError::Unauthorized => OperationOutcome::error(IssueCode::Login, self.to_string()),
+            ApiError::RequestTimeout => OperationOutcome::error(IssueCode::Timeout, self.to_string()),
         }
     }
 }
@@ -105,6 +113,8 @@ impl ResponseError for ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -116,7 +126,10 @@ impl ResponseError for ApiError {
         if let ApiError::MethodNotAllowed { allowed } = self {
             response.insert_header((header::ALLOW, *allowed));
         }
-        if matches!(self, ApiError::PayloadTooLarge { .. }) {
+        if matches!(self, ApiError::Unauthorized) {
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        if matches!(self, ApiError::PayloadTooLarge { .. } | ApiError::RequestTimeout) {
             // The rest of an oversized body is not read; the connection cannot be reused.
             response.insert_header((header::CONNECTION, "close"));
         }

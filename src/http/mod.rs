@@ -4,6 +4,7 @@ pub mod error;
 pub mod middleware;
 pub mod routes;
 
+use crate::auth::Authenticator;
 use crate::catalog::Catalog;
 use crate::cli::ServeArgs;
 use crate::fhir::client::{FhirClient, FhirClientConfig};
@@ -24,6 +25,10 @@ pub struct AppState {
     pub max_body: usize,
     pub public_url: String,
     pub fhir: FhirClient,
+    /// `None`: authentication off (loopback or --insecure-no-auth).
+    pub auth: Option<Authenticator>,
+    pub open_discovery: bool,
+    pub request_timeout: std::time::Duration,
     /// Evaluation instant fixed by `--now` (tests, demos); the clock otherwise.
     pub fixed_now: Option<chrono::DateTime<chrono::Utc>>,
 }
@@ -43,6 +48,13 @@ pub struct Application {
 
 impl Application {
     pub fn build(args: &ServeArgs, schemas: Arc<SchemaSet>, catalog: Catalog) -> anyhow::Result<Self> {
+        let issuers = args.issuers().map_err(anyhow::Error::msg)?;
+        let auth =
+            if issuers.is_empty() { None } else { Some(Authenticator::new(issuers).map_err(anyhow::Error::msg)?) };
+        let tls = match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some(tls_config(cert, key)?),
+            _ => None,
+        };
         let listener = TcpListener::bind(args.listen)?;
         let port = listener.local_addr()?.port();
         let mut public_url = args.public_base_url();
@@ -54,7 +66,9 @@ impl Application {
             max_pages: args.fhir_max_pages.max(1),
             max_resources: args.fhir_max_resources.max(1),
             allow: args.fhir_allow.clone(),
-            allow_loopback: true,
+            // Without authentication the service is a loopback/dev tool: loopback FHIR servers
+            // are fine. With it, only explicitly allowed servers are ever called.
+            allow_loopback: auth.is_none(),
         })
         .map_err(anyhow::Error::msg)?;
         let state = web::Data::new(AppState {
@@ -63,6 +77,9 @@ impl Application {
             max_body: args.max_body,
             public_url,
             fhir,
+            auth,
+            open_discovery: args.open_discovery,
+            request_timeout: args.request_timeout,
             fixed_now: args.now,
         });
         let cors = if !args.cors_origins.is_empty() && !args.cors_origins.iter().any(|o| o == "*") {
@@ -80,9 +97,16 @@ impl Application {
                 .wrap(from_fn(middleware::observe))
                 .configure(routes_config)
         })
-        .listen(listener)?
+        // Slow or idle clients cannot hold workers: headers within 10 s, idle keep-alive 75 s.
+        .client_request_timeout(std::time::Duration::from_secs(10))
+        .client_disconnect_timeout(std::time::Duration::from_secs(2))
+        .keep_alive(std::time::Duration::from_secs(75))
         // Graceful shutdown: SIGINT/SIGTERM stop accepting and let in-flight requests finish.
         .shutdown_timeout(30);
+        http = match tls {
+            Some(config) => http.listen_rustls_0_23(listener, config)?,
+            None => http.listen(listener)?,
+        };
         if let Some(n) = args.workers {
             http = http.workers(n.max(1));
         }
@@ -128,4 +152,20 @@ fn cors_middleware(policy: &CorsPolicy) -> Cors {
         CorsPolicy::AnyOrigin => base.allow_any_origin().send_wildcard(),
         CorsPolicy::Origins(origins) => origins.iter().fold(base, |c, o| c.allowed_origin(o)),
     }
+}
+
+/// rustls server configuration from PEM files (certificate chain, private key).
+fn tls_config(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    crate::install_crypto_provider();
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| anyhow::anyhow!("--tls-cert {}: {e}", cert.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow::anyhow!("--tls-cert {}: {e}", cert.display()))?;
+    if certs.is_empty() {
+        anyhow::bail!("--tls-cert {}: no certificate found", cert.display());
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| anyhow::anyhow!("--tls-key {}: {e}", key.display()))?;
+    Ok(rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(certs, key)?)
 }

@@ -16,9 +16,30 @@ use futures_util::StreamExt;
 /// reaches a client still sending; past it the connection is closed.
 const DRAIN_LIMIT: usize = 64 << 20;
 
-pub async fn discovery(state: web::Data<AppState>) -> HttpResponse {
+pub async fn discovery(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    if !state.open_discovery {
+        authenticate(&req, &state).await?;
+    }
     let catalog = state.catalog.load();
-    HttpResponse::Ok().json(DiscoveryResponse { services: catalog.services.clone() })
+    Ok(HttpResponse::Ok().json(DiscoveryResponse { services: catalog.services.clone() }))
+}
+
+/// Checks the caller's JWT when authentication is on. The audience is the exact URL called,
+/// built from --public-url and the request path.
+pub async fn authenticate(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
+    let Some(auth) = &state.auth else { return Ok(()) };
+    let audience = format!("{}{}", state.public_url, req.path());
+    let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    match auth.verify(header, &audience).await {
+        Ok(client) => {
+            tracing::debug!(iss = %client.iss, tenant = ?client.tenant, "client authenticated");
+            Ok(())
+        }
+        Err(r) => {
+            tracing::warn!(iss = ?r.iss, kid = ?r.kid, jti = ?r.jti, reason = %r.reason, path = %req.path(), "JWT rejected");
+            Err(ApiError::Unauthorized)
+        }
+    }
 }
 
 pub async fn healthz() -> HttpResponse {
@@ -43,9 +64,12 @@ pub async fn call_service(
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let catalog = state.catalog.load_full();
+    authenticate(&req, &state).await?;
     let service = catalog.service(&id).ok_or_else(|| ApiError::UnknownService(id.clone()))?;
     require_json(&req)?;
-    let body = read_body(&req, payload, state.max_body).await?;
+    let body = tokio::time::timeout(state.request_timeout, read_body(&req, payload, state.max_body))
+        .await
+        .map_err(|_| ApiError::RequestTimeout)??;
     let mut request = CdsRequest::parse(&body, &state.schemas, &service.hook)?;
     req.extensions_mut().insert(CallTag { hook_instance: request.hook_instance.clone(), service: id.clone() });
     let plan = plan_prefetch(&mut request, service);

@@ -29,6 +29,8 @@ pub struct TestServer {
 pub struct ServerBuilder {
     args: Vec<String>,
     envs: Vec<(String, String)>,
+    listen: String,
+    https: Option<reqwest::Certificate>,
 }
 
 impl ServerBuilder {
@@ -42,7 +44,17 @@ impl ServerBuilder {
         self
     }
 
-    #[allow(dead_code)]
+    pub fn listen(mut self, addr: impl Into<String>) -> Self {
+        self.listen = addr.into();
+        self
+    }
+
+    /// The server speaks HTTPS with a certificate signed by this (test) root.
+    pub fn https(mut self, root: reqwest::Certificate) -> Self {
+        self.https = Some(root);
+        self
+    }
+
     pub fn env(mut self, k: &str, v: &str) -> Self {
         self.envs.push((k.into(), v.into()));
         self
@@ -56,7 +68,7 @@ impl ServerBuilder {
     pub fn try_start(self) -> Result<TestServer, String> {
         let mut cmd = Command::new(BIN);
         cmd.arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--log-format", "json", "--workers", "2"])
+            .args(["--listen", &self.listen, "--log-format", "json", "--workers", "2"])
             .args(&self.args)
             .current_dir(project_path(""))
             .env_remove("RUST_LOG")
@@ -94,9 +106,16 @@ impl ServerBuilder {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(port) = rx.recv_timeout(Duration::from_millis(50)) {
-                let base = format!("http://127.0.0.1:{port}");
                 leg_cramp_cds::install_crypto_provider();
-                let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+                let mut client = reqwest::Client::builder().timeout(Duration::from_secs(30));
+                let base = match self.https {
+                    Some(root) => {
+                        client = client.tls_certs_only([root]);
+                        format!("https://localhost:{port}")
+                    }
+                    None => format!("http://127.0.0.1:{port}"),
+                };
+                let client = client.build().unwrap();
                 return Ok(TestServer { child, port, base, logs, client });
             }
             if let Ok(Some(status)) = child.try_wait() {
@@ -113,7 +132,7 @@ impl ServerBuilder {
 
 impl TestServer {
     pub fn builder() -> ServerBuilder {
-        ServerBuilder { args: Vec::new(), envs: Vec::new() }
+        ServerBuilder { args: Vec::new(), envs: Vec::new(), listen: "127.0.0.1:0".into(), https: None }
     }
 
     pub fn start() -> Self {
@@ -168,10 +187,24 @@ impl TestServer {
     }
 }
 
+/// Strings that must never reach a log line: JWTs (base64 JSON starts `eyJ`), bearer
+/// tokens, the FHIR access token used in tests, patient references and demographics.
+pub const NEVER_LOGGED: [&str; 7] =
+    ["eyJ", "Bearer ", "secret-fhir-token", "access_token", "Patient/", "birthDate", "1970-01-01"];
+
 impl Drop for TestServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Every test's server logs are checked: no secrets, no patient data.
+        if !std::thread::panicking() {
+            let logs = self.log_text();
+            for needle in NEVER_LOGGED {
+                if let Some(line) = logs.lines().find(|l| l.contains(needle)) {
+                    panic!("log line contains {needle:?}: {line}");
+                }
+            }
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 #[allow(dead_code)]
 mod helpers;
 
+mod auth;
 mod cors;
 mod discovery;
 mod errors;

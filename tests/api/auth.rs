@@ -1,0 +1,381 @@
+//! Trust: JWT authentication of CDS clients (keys generated here: P-384 and RSA, plus the
+//! CDS Hooks Sandbox's public test key), safe start-up defaults, HTTPS, and the SSRF guard.
+use crate::helpers::*;
+use base64::Engine;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+use std::sync::OnceLock;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const ISS: &str = "https://ehr.example.org";
+const SANDBOX_ISS: &str = "https://sandbox.cds-hooks.org";
+const SANDBOX_KID: &str = "44823f3d-0b01-4a6c-a80e-b9d3e8a7226f";
+
+struct Keys {
+    ec: EncodingKey,
+    rsa: EncodingKey,
+    rsa_public_pem: String,
+    jwks_file: tempfile::NamedTempFile,
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// One P-384 and one RSA key pair for the whole test run, and a JWKS file with both.
+fn keys() -> &'static Keys {
+    static KEYS: OnceLock<Keys> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let ec = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+        let raw = ec.public_key_raw();
+        assert_eq!(raw.len(), 97);
+        use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+        use rsa::traits::PublicKeyParts;
+        let rsa_key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).unwrap();
+        let jwks = json!({"keys": [
+            {"kty": "EC", "crv": "P-384", "kid": "ec-1", "use": "sig", "alg": "ES384", "x": b64(&raw[1..49]), "y": b64(&raw[49..])},
+            {"kty": "RSA", "kid": "rsa-1", "use": "sig", "alg": "RS384", "n": b64(&rsa_key.n().to_bytes_be()), "e": b64(&rsa_key.e().to_bytes_be())}
+        ]});
+        let jwks_file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(jwks_file.path(), jwks.to_string()).unwrap();
+        Keys {
+            ec: EncodingKey::from_ec_pem(ec.serialize_pem().as_bytes()).unwrap(),
+            rsa: EncodingKey::from_rsa_pem(rsa_key.to_pkcs8_pem(LineEnding::LF).unwrap().as_bytes()).unwrap(),
+            rsa_public_pem: rsa_key.to_public_key().to_public_key_pem(LineEnding::LF).unwrap(),
+            jwks_file,
+        }
+    })
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A server that trusts ISS (generated keys) and the Sandbox (its public JWKS), with its
+/// public URL set to the loopback URL it listens on.
+fn secured(extra: &[&str]) -> TestServer {
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let trusted = format!("{ISS}={}", keys().jwks_file.path().display());
+    let sandbox = format!("{SANDBOX_ISS}={}", project_path("tests/fixtures/sandbox/sandbox-jwks.json").display());
+    TestServer::builder()
+        .listen(format!("127.0.0.1:{port}"))
+        .args(["--public-url", &url, "--trusted-issuer", &trusted, "--trusted-issuer", &sandbox])
+        .args(extra.iter().map(|s| s.to_string()))
+        .start()
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn claims(aud: Value) -> Value {
+    json!({"iss": ISS, "aud": aud, "iat": now(), "exp": now() + 300, "jti": uuid(), "sub": "epic-client", "nbf": now() - 300})
+}
+
+fn sign(alg: Algorithm, kid: &str, claims: &Value, key: &EncodingKey) -> String {
+    let mut header = Header::new(alg);
+    header.kid = Some(kid.to_string());
+    header.typ = Some("JWT".into());
+    jsonwebtoken::encode(&header, claims, key).unwrap()
+}
+
+fn es384(claims: &Value) -> String {
+    sign(Algorithm::ES384, "ec-1", claims, &keys().ec)
+}
+
+async fn call(server: &TestServer, token: Option<&str>) -> reqwest::Response {
+    let mut req = server.client.post(server.url("/cds-services/leg-cramp-causes")).json(&patient_view_request());
+    if let Some(t) = token {
+        req = req.header("Authorization", format!("Bearer {t}"));
+    }
+    req.send().await.unwrap()
+}
+
+async fn assert_401(res: reqwest::Response, case: &str) {
+    assert_eq!(res.status().as_u16(), 401, "{case}");
+    assert_eq!(res.headers()["www-authenticate"], "Bearer", "{case}");
+    let (_, body) = read(res).await;
+    assert_eq!(body["issue"][0]["diagnostics"], "authentication failed", "{case}: generic body");
+}
+
+#[tokio::test]
+async fn valid_es384_and_rs384_tokens_are_accepted_with_extra_claims() {
+    let server = secured(&[]);
+    let aud = json!(server.url("/cds-services/leg-cramp-causes"));
+    assert_eq!(call(&server, Some(&es384(&claims(aud.clone())))).await.status().as_u16(), 200);
+    let rs = sign(Algorithm::RS384, "rsa-1", &claims(aud.clone()), &keys().rsa);
+    assert_eq!(call(&server, Some(&rs)).await.status().as_u16(), 200, "Epic style: RS384 with nbf and sub");
+    // aud as an array containing the URL.
+    let arr = es384(&claims(json!(["https://other.example", aud])));
+    assert_eq!(call(&server, Some(&arr)).await.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn a_token_signed_with_the_sandbox_key_verifies() {
+    let server = secured(&[]);
+    let key = EncodingKey::from_ec_pem(
+        &std::fs::read(project_path("tests/fixtures/sandbox/sandbox-ecprivkey.TEST-ONLY.pem")).unwrap(),
+    )
+    .unwrap();
+    let mut header = Header::new(Algorithm::ES384);
+    header.kid = Some(SANDBOX_KID.into());
+    header.typ = Some("JWT".into());
+    // The Sandbox always names its jku; it is not allow-listed here, so it is not fetched.
+    header.jku = Some("https://sandbox.cds-hooks.org/.well-known/jwks.json".into());
+    let c = json!({"iss": SANDBOX_ISS, "aud": server.url("/cds-services/leg-cramp-causes"), "iat": now(), "exp": now() + 300, "jti": uuid()});
+    let token = jsonwebtoken::encode(&header, &c, &key).unwrap();
+    assert_eq!(call(&server, Some(&token)).await.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn every_bad_token_is_401_with_a_generic_body() {
+    let server = secured(&[]);
+    let aud = json!(server.url("/cds-services/leg-cramp-causes"));
+    let mut expired = claims(aud.clone());
+    expired["exp"] = json!(now() - 600);
+    expired["iat"] = json!(now() - 900);
+    let mut future = claims(aud.clone());
+    future["iat"] = json!(now() + 600);
+    future["exp"] = json!(now() + 900);
+    let mut untrusted = claims(aud.clone());
+    untrusted["iss"] = json!("https://evil.example");
+    let mut no_jti = claims(aud.clone());
+    no_jti.as_object_mut().unwrap().remove("jti");
+    let hs256 = jsonwebtoken::encode(
+        &Header { kid: Some("rsa-1".into()), typ: Some("JWT".into()), ..Header::new(Algorithm::HS256) },
+        &claims(aud.clone()),
+        &EncodingKey::from_secret(keys().rsa_public_pem.as_bytes()).unwrap(),
+    )
+    .unwrap();
+    let none = format!(
+        "{}.{}.",
+        b64(json!({"alg": "none", "typ": "JWT", "kid": "ec-1"}).to_string().as_bytes()),
+        b64(claims(aud.clone()).to_string().as_bytes())
+    );
+    let good = es384(&claims(aud.clone()));
+    let mut parts: Vec<String> = good.split('.').map(str::to_string).collect();
+    let mut tampered_claims = claims(aud.clone());
+    tampered_claims["iss"] = json!(ISS);
+    tampered_claims["sub"] = json!("someone-else");
+    parts[1] = b64(tampered_claims.to_string().as_bytes());
+    let tampered = parts.join(".");
+    let ec_key_for_rsa_alg = sign(Algorithm::RS384, "ec-1", &claims(aud.clone()), &keys().rsa);
+    let no_typ = {
+        let mut h = Header::new(Algorithm::ES384);
+        h.kid = Some("ec-1".into());
+        h.typ = None;
+        jsonwebtoken::encode(&h, &claims(aud.clone()), &keys().ec).unwrap()
+    };
+    let cases: Vec<(&str, String)> = vec![
+        ("expired", es384(&expired)),
+        ("iat in the future", es384(&future)),
+        ("wrong aud", es384(&claims(json!("http://127.0.0.1:1/cds-services/leg-cramp-causes")))),
+        ("aud of another service", es384(&claims(json!(server.url("/cds-services/leg-cramp-order-sign"))))),
+        ("untrusted iss", es384(&untrusted)),
+        ("unknown kid", sign(Algorithm::ES384, "nope", &claims(aud.clone()), &keys().ec)),
+        ("alg none", none),
+        ("HS256 with the public key as secret", hs256),
+        ("tampered payload", tampered),
+        ("RS384 header naming an EC key", ec_key_for_rsa_alg),
+        ("no typ", no_typ),
+        ("no jti", es384(&no_jti)),
+        ("not a JWT", "abc.def".into()),
+        ("garbage", "!!!".into()),
+    ];
+    for (case, token) in cases {
+        assert_401(call(&server, Some(&token)).await, case).await;
+    }
+    assert_401(call(&server, None).await, "no Authorization header").await;
+    let basic = server
+        .client
+        .post(server.url("/cds-services/leg-cramp-causes"))
+        .header("Authorization", "Basic dXNlcjpwdw==")
+        .json(&patient_view_request())
+        .send()
+        .await
+        .unwrap();
+    assert_401(basic, "Basic scheme").await;
+    let log = server.log_text();
+    for reason in [
+        "expired",
+        "iat in the future",
+        "aud is not the URL called",
+        "issuer not trusted",
+        "unknown kid",
+        "algorithm not allowed",
+        "bad signature",
+        "typ is not JWT",
+        "no jti",
+    ] {
+        assert!(log.contains(reason), "reason {reason:?} not logged:\n{log}");
+    }
+}
+
+#[tokio::test]
+async fn a_replayed_jti_is_refused() {
+    let server = secured(&[]);
+    let token = es384(&claims(json!(server.url("/cds-services/leg-cramp-causes"))));
+    assert_eq!(call(&server, Some(&token)).await.status().as_u16(), 200);
+    assert_401(call(&server, Some(&token)).await, "replay").await;
+    assert!(server.log_text().contains("jti replayed"));
+}
+
+#[tokio::test]
+async fn discovery_needs_a_token_unless_open_discovery() {
+    let server = secured(&[]);
+    let res = server.client.get(server.url("/cds-services")).send().await.unwrap();
+    assert_401(res, "discovery without token").await;
+    let token = es384(&claims(json!(server.url("/cds-services"))));
+    let res = server.client.get(server.url("/cds-services")).bearer_auth(token).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let open = secured(&["--open-discovery"]);
+    assert_eq!(open.client.get(open.url("/cds-services")).send().await.unwrap().status().as_u16(), 200);
+    // Service calls still need one.
+    assert_401(call(&open, None).await, "service call with open discovery").await;
+    // Liveness stays open for orchestrators.
+    assert_eq!(open.get("/healthz").await.0, 200);
+}
+
+#[tokio::test]
+async fn a_hundred_concurrent_valid_requests_all_succeed() {
+    let server = secured(&[]);
+    let aud = json!(server.url("/cds-services/leg-cramp-causes"));
+    let tasks: Vec<_> = (0..100)
+        .map(|i| {
+            let token = if i % 2 == 0 {
+                es384(&claims(aud.clone()))
+            } else {
+                sign(Algorithm::RS384, "rsa-1", &claims(aud.clone()), &keys().rsa)
+            };
+            let (client, url) = (server.client.clone(), server.url("/cds-services/leg-cramp-causes"));
+            tokio::spawn(async move {
+                client
+                    .post(url)
+                    .bearer_auth(token)
+                    .json(&patient_view_request())
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+}
+
+#[test]
+fn refuses_to_start_on_a_public_address_without_auth() {
+    let out = std::process::Command::new(BIN)
+        .args(["serve", "--listen", "0.0.0.0:0", "--cards", project_path("cards").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refusing to start") && err.contains("--trusted-issuer"), "{err}");
+}
+
+#[tokio::test]
+async fn loopback_without_auth_says_so_loudly() {
+    let server = TestServer::start();
+    assert!(server.log_text().contains("AUTHENTICATION IS OFF"));
+}
+
+#[tokio::test]
+async fn https_with_a_certificate_generated_here() {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let root = reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap();
+    let server = TestServer::builder()
+        .args(["--tls-cert", cert_path.to_str().unwrap(), "--tls-key", key_path.to_str().unwrap()])
+        .https(root)
+        .start();
+    assert!(server.base.starts_with("https://"));
+    let (status, body) = server.get("/cds-services").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["services"].as_array().unwrap().len(), 3);
+    let (status, _) = server.post_json("/cds-services/leg-cramp-causes", &patient_view_request()).await;
+    assert_eq!(status, 200);
+    // Plain HTTP to the TLS port is not served.
+    let plain = reqwest::Client::new().get(format!("http://127.0.0.1:{}/cds-services", server.port)).send().await;
+    assert!(plain.is_err() || !plain.unwrap().status().is_success());
+}
+
+fn without_prefetch(fhir: &str) -> Value {
+    json!({"hook": "patient-view", "hookInstance": uuid(), "fhirServer": fhir,
+        "context": {"userId": "Practitioner/1", "patientId": "p1"}})
+}
+
+#[tokio::test]
+async fn ssrf_guard_only_calls_allowed_fhir_servers_and_no_foreign_redirects() {
+    let fhir = MockServer::start().await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"resourceType": "Bundle", "type": "searchset"})))
+        .mount(&fhir)
+        .await;
+    let aud = |s: &TestServer| json!(s.url("/cds-services/leg-cramp-causes"));
+
+    // With auth on, loopback is not allowed by default: refused before any call.
+    let server = secured(&[]);
+    let res = server
+        .client
+        .post(server.url("/cds-services/leg-cramp-causes"))
+        .bearer_auth(es384(&claims(aud(&server))))
+        .json(&without_prefetch(&format!("{}/fhir", fhir.uri())))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 412);
+    let (_, body) = read(res).await;
+    assert_outcome(&body, "not an allowed FHIR server");
+    assert!(fhir.received_requests().await.unwrap().is_empty());
+
+    // Allowed by prefix: fetched.
+    let allowed = format!("{}/fhir", fhir.uri());
+    let server = secured(&["--fhir-allow", &allowed]);
+    let res = server
+        .client
+        .post(server.url("/cds-services/leg-cramp-causes"))
+        .bearer_auth(es384(&claims(aud(&server))))
+        .json(&without_prefetch(&allowed))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200, "{:?}", read(res).await.1);
+    assert!(!fhir.received_requests().await.unwrap().is_empty());
+
+    // A redirect to another host is not followed.
+    let redirecting = MockServer::start().await;
+    let other = format!("http://localhost:{}/elsewhere", fhir.address().port());
+    Mock::given(method("GET"))
+        .and(path("/fhir/Patient/p1"))
+        .respond_with(ResponseTemplate::new(302).insert_header("Location", other.as_str()))
+        .mount(&redirecting)
+        .await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"resourceType": "Bundle", "type": "searchset"})))
+        .mount(&redirecting)
+        .await;
+    let before = fhir.received_requests().await.unwrap().len();
+    let base = format!("{}/fhir", redirecting.uri());
+    let server = secured(&["--fhir-allow", &base]);
+    let res = server
+        .client
+        .post(server.url("/cds-services/leg-cramp-causes"))
+        .bearer_auth(es384(&claims(aud(&server))))
+        .json(&without_prefetch(&base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 412);
+    let (_, body) = read(res).await;
+    assert_outcome(&body, "302");
+    assert_eq!(fhir.received_requests().await.unwrap().len(), before, "redirect target was called");
+}
