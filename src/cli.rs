@@ -20,6 +20,8 @@ pub enum Command {
     Check(CheckArgs),
     /// Evaluate a CDS Hooks request file offline and print the cards.
     Eval(EvalArgs),
+    /// Print per-rule feedback analytics from the store.
+    Report(ReportArgs),
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -115,9 +117,37 @@ pub struct ServeArgs {
     /// Longest time to receive a request body and answer it.
     #[arg(long, env = "LEG_CRAMP_CDS_REQUEST_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
     pub request_timeout: std::time::Duration,
+    /// Feedback store: a SQLite file path, or a postgres:// URL (several replicas).
+    #[arg(long, env = "LEG_CRAMP_CDS_DATABASE", default_value = "leg-cramp-cds.sqlite")]
+    pub database: String,
+    /// Secret for the pseudonymous patient key (HMAC-SHA256). Default with SQLite: generated
+    /// once and kept beside the database file. Required with PostgreSQL.
+    #[arg(long, env = "LEG_CRAMP_CDS_PATIENT_KEY_SECRET", hide_env_values = true)]
+    pub patient_key_secret: Option<String>,
+    /// Days an "already addressed" override suppresses that rule's info/warning card for the patient.
+    #[arg(long, env = "LEG_CRAMP_CDS_SUPPRESS_DAYS", default_value_t = 30)]
+    pub suppress_days: i64,
+    /// Do not record issued cards (feedback is still stored, flagged as for unknown cards).
+    #[arg(long, env = "LEG_CRAMP_CDS_NO_RECORDING")]
+    pub no_recording: bool,
     /// Fix the evaluation instant (RFC 3339) instead of the clock: for tests and demos.
     #[arg(long, env = "LEG_CRAMP_CDS_NOW")]
     pub now: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReportArgs {
+    /// Feedback store: a SQLite file path, or a postgres:// URL.
+    #[arg(long, env = "LEG_CRAMP_CDS_DATABASE", default_value = "leg-cramp-cds.sqlite")]
+    pub database: String,
+    #[arg(long, env = "LEG_CRAMP_CDS_PATIENT_KEY_SECRET", hide_env_values = true)]
+    pub patient_key_secret: Option<String>,
+    /// Only count what happened since this instant (RFC 3339).
+    #[arg(long)]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Print JSON (the same document as GET /analytics/rules).
+    #[arg(long)]
+    pub json: bool,
 }
 
 impl ServeArgs {

@@ -2,7 +2,7 @@
 //! cases) and `eval` (evaluate a request file and print the cards).
 
 use crate::catalog::Catalog;
-use crate::cli::{CheckArgs, EvalArgs};
+use crate::cli::{CheckArgs, EvalArgs, ReportArgs};
 use crate::pipeline::{evaluate, plan_prefetch};
 use crate::protocol::{CdsRequest, SchemaSet};
 use std::process::ExitCode;
@@ -102,6 +102,50 @@ pub fn eval(args: EvalArgs) -> ExitCode {
         if let Some(w) = evaluation.response.extension.get(crate::pipeline::WARNINGS_EXTENSION) {
             println!("warnings: {w}");
         }
+    }
+    ExitCode::SUCCESS
+}
+
+pub fn report(args: ReportArgs) -> ExitCode {
+    let store = match crate::store::FeedbackStore::open(&args.database, args.patient_key_secret.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("report: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let rules = match runtime.block_on(store.analytics(args.since)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("report: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "rules": rules })).expect("serialisable"));
+        return ExitCode::SUCCESS;
+    }
+    let width = rules.iter().map(|r| r.rule.len()).max().unwrap_or(4).max(4);
+    println!(
+        "{:<width$}  {:>6}  {:>8}  {:>10}  {:>10}  {:>8}  top override reasons",
+        "rule", "issued", "accepted", "overridden", "suppressed", "override"
+    );
+    for r in &rules {
+        let reasons: Vec<String> = r.top_override_reasons.iter().map(|x| format!("{} ({})", x.code, x.count)).collect();
+        println!(
+            "{:<width$}  {:>6}  {:>8}  {:>10}  {:>10}  {:>7.0}%  {}",
+            r.rule,
+            r.issued,
+            r.accepted,
+            r.overridden,
+            r.suppressed,
+            r.override_rate * 100.0,
+            reasons.join(", ")
+        );
+    }
+    if rules.is_empty() {
+        println!("(no cards recorded yet)");
     }
     ExitCode::SUCCESS
 }

@@ -16,6 +16,7 @@ pub mod pipeline;
 pub mod protocol;
 pub mod rules;
 pub mod serve;
+pub mod store;
 pub mod telemetry;
 
 /// rustls is built with `ring` only (no aws-lc C build); it must be installed as the process

@@ -8,5 +8,6 @@ fn main() -> ExitCode {
         Command::Serve(args) => leg_cramp_cds::serve::run(*args),
         Command::Check(args) => leg_cramp_cds::commands::check(args),
         Command::Eval(args) => leg_cramp_cds::commands::eval(args),
+        Command::Report(args) => leg_cramp_cds::commands::report(args),
     }
 }

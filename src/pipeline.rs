@@ -5,10 +5,11 @@
 use crate::cards::build_cards;
 use crate::facts::PatientFacts;
 use crate::fhir::ResourceSet;
-use crate::protocol::{CdsRequest, CdsResponse, ServiceDefinition};
+use crate::protocol::{CdsRequest, CdsResponse, Indicator, ServiceDefinition};
 use crate::rules::{evaluate as evaluate_rules, RuleBook};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
+use std::collections::HashSet;
 
 /// Response-level extension key listing data that could not be used.
 pub const WARNINGS_EXTENSION: &str = "org.leg-cramp-cds.warnings";
@@ -74,13 +75,38 @@ fn next_link(bundle: &Value) -> Option<String> {
 pub struct Evaluation {
     pub response: CdsResponse,
     pub rule_ids: Vec<String>,
+    /// Rules whose card was withheld because clinicians marked it already addressed.
+    pub suppressed: Vec<String>,
 }
 
 /// Facts → findings → cards. Pure and synchronous: the same input and instant give the same
 /// cards (apart from their fresh uuids).
 pub fn evaluate(book: &RuleBook, request: &CdsRequest, resources: &ResourceSet, now: DateTime<Utc>) -> Evaluation {
+    evaluate_with_suppressions(book, request, resources, now, &HashSet::new())
+}
+
+/// As [`evaluate`], withholding info/warning cards of the `suppressed` rules (feedback-driven
+/// alert-fatigue control). Critical cards are never withheld.
+pub fn evaluate_with_suppressions(
+    book: &RuleBook,
+    request: &CdsRequest,
+    resources: &ResourceSet,
+    now: DateTime<Utc>,
+    suppressed_rules: &HashSet<String>,
+) -> Evaluation {
     let facts = PatientFacts::build(resources, &book.conventions, &book.index, &request.hook, now);
-    let findings = evaluate_rules(book, &facts);
+    let mut findings = evaluate_rules(book, &facts);
+    let mut suppressed = Vec::new();
+    if !suppressed_rules.is_empty() {
+        findings.retain(|f| {
+            let id = &book.rules[f.rule].id;
+            let withhold = f.indicator != Indicator::Critical && suppressed_rules.contains(id);
+            if withhold {
+                suppressed.push(id.clone());
+            }
+            !withhold
+        });
+    }
     let patient_id = request.context.patient_id.as_deref().unwrap_or("unknown");
     let cards = build_cards(book, &facts, &findings, patient_id);
     let rule_ids = findings.iter().map(|f| book.rules[f.rule].id.clone()).collect();
@@ -88,5 +114,5 @@ pub fn evaluate(book: &RuleBook, request: &CdsRequest, resources: &ResourceSet, 
     if !facts.notes.is_empty() {
         response.extension.insert(WARNINGS_EXTENSION.to_string(), json!(facts.notes));
     }
-    Evaluation { response, rule_ids }
+    Evaluation { response, rule_ids, suppressed }
 }

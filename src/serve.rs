@@ -42,9 +42,21 @@ pub fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let store = match crate::store::FeedbackStore::open(&args.database, args.patient_key_secret.as_deref()) {
+        Ok(s) => {
+            tracing::info!(backend = s.backend_name, "feedback store open");
+            Some(Arc::new(s))
+        }
+        Err(e) => {
+            // Degrade, don't die: cards are still served; feedback and analytics answer 503.
+            tracing::error!(error = %e, "FEEDBACK STORE UNAVAILABLE: feedback and analytics will answer 503");
+            None
+        }
+    };
     let system = actix_web::rt::System::new();
+    let store_for_shutdown = store.clone();
     let result = system.block_on(async move {
-        let app = Application::build(&args, schemas.clone(), catalog)?;
+        let app = Application::build(&args, schemas.clone(), catalog, store)?;
         let catalog = app.state.catalog.load();
         tracing::info!(
             listen = %args.listen,
@@ -60,6 +72,10 @@ pub fn run(args: ServeArgs) -> ExitCode {
         drop(catalog);
         watch_reload_signal(app.state.clone(), args.cards.clone(), schemas);
         app.run_until_stopped().await?;
+        if let Some(store) = store_for_shutdown {
+            // Clean shutdown loses nothing: the queue of issued cards is written first.
+            store.shutdown();
+        }
         tracing::info!("stopped");
         anyhow::Ok(())
     });

@@ -23,6 +23,8 @@ pub enum ApiError {
     Unauthorized,
     /// The body did not arrive within the request timeout.
     RequestTimeout,
+    /// A part of the service (the feedback store) is down; the rest keeps working.
+    Unavailable(String),
     /// Anything unexpected. The message is logged, never sent.
     Internal(String),
 }
@@ -51,6 +53,7 @@ impl std::fmt::Display for ApiError {
             ApiError::Internal(_) => write!(f, "internal error; the request was not processed"),
             ApiError::Unauthorized => write!(f, "authentication failed"),
             ApiError::RequestTimeout => write!(f, "the request body did not arrive in time"),
+            ApiError::Unavailable(what) => write!(f, "{what} is unavailable; try again later"),
         }
     }
 }
@@ -99,6 +102,7 @@ impl ApiError {
             ApiError::Internal(_) => OperationOutcome::error(IssueCode::Exception, self.to_string()),
             ApiError::Unauthorized => OperationOutcome::error(IssueCode::Login, self.to_string()),
             ApiError::RequestTimeout => OperationOutcome::error(IssueCode::Timeout, self.to_string()),
+            ApiError::Unavailable(_) => OperationOutcome::error(IssueCode::Transient, self.to_string()),
         }
     }
 }
@@ -115,6 +119,7 @@ impl ResponseError for ApiError {
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 

@@ -1,6 +1,7 @@
 //! The HTTP layer: one place that assembles the actix application and binds it.
 
 pub mod error;
+pub mod feedback;
 pub mod middleware;
 pub mod routes;
 
@@ -9,6 +10,7 @@ use crate::catalog::Catalog;
 use crate::cli::ServeArgs;
 use crate::fhir::client::{FhirClient, FhirClientConfig};
 use crate::protocol::SchemaSet;
+use crate::store::FeedbackStore;
 use actix_cors::Cors;
 use actix_web::dev::Server;
 use actix_web::http::header;
@@ -29,6 +31,11 @@ pub struct AppState {
     pub auth: Option<Authenticator>,
     pub open_discovery: bool,
     pub request_timeout: std::time::Duration,
+    /// `None` when the store could not be opened: feedback and analytics answer 503, the
+    /// services keep working.
+    pub store: Option<Arc<FeedbackStore>>,
+    pub record_cards: bool,
+    pub suppress_days: i64,
     /// Evaluation instant fixed by `--now` (tests, demos); the clock otherwise.
     pub fixed_now: Option<chrono::DateTime<chrono::Utc>>,
 }
@@ -47,7 +54,12 @@ pub struct Application {
 }
 
 impl Application {
-    pub fn build(args: &ServeArgs, schemas: Arc<SchemaSet>, catalog: Catalog) -> anyhow::Result<Self> {
+    pub fn build(
+        args: &ServeArgs,
+        schemas: Arc<SchemaSet>,
+        catalog: Catalog,
+        store: Option<Arc<FeedbackStore>>,
+    ) -> anyhow::Result<Self> {
         let issuers = args.issuers().map_err(anyhow::Error::msg)?;
         let auth =
             if issuers.is_empty() { None } else { Some(Authenticator::new(issuers).map_err(anyhow::Error::msg)?) };
@@ -80,6 +92,9 @@ impl Application {
             auth,
             open_discovery: args.open_discovery,
             request_timeout: args.request_timeout,
+            store,
+            record_cards: !args.no_recording,
+            suppress_days: args.suppress_days,
             fixed_now: args.now,
         });
         let cors = if !args.cors_origins.is_empty() && !args.cors_origins.iter().any(|o| o == "*") {
@@ -133,6 +148,16 @@ fn routes_config(cfg: &mut web::ServiceConfig) {
         web::resource("/cds-services/{id}")
             .route(web::post().to(call_service))
             .default_service(web::to(method_not_allowed("POST, OPTIONS"))),
+    )
+    .service(
+        web::resource("/cds-services/{id}/feedback")
+            .route(web::post().to(feedback::post_feedback))
+            .default_service(web::to(method_not_allowed("POST, OPTIONS"))),
+    )
+    .service(
+        web::resource("/analytics/rules")
+            .route(web::get().to(feedback::get_rule_analytics))
+            .default_service(web::to(method_not_allowed("GET, OPTIONS"))),
     )
     .service(
         web::resource("/healthz").route(web::get().to(healthz)).default_service(web::to(method_not_allowed("GET"))),

@@ -5,8 +5,9 @@ use super::middleware::CallTag;
 use super::AppState;
 use crate::fhir::client::{render_template, FhirClient};
 use crate::fhir::ResourceSet;
-use crate::pipeline::{evaluate, plan_prefetch, PrefetchPlan};
+use crate::pipeline::{evaluate_with_suppressions, plan_prefetch, Evaluation, PrefetchPlan};
 use crate::protocol::{CdsRequest, DiscoveryResponse};
+use crate::store::{FeedbackStore, IssuedCard, SuppressedCard};
 use actix_web::http::header;
 use actix_web::web::{self, Bytes, BytesMut};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, ResponseError};
@@ -75,8 +76,23 @@ pub async fn call_service(
     let plan = plan_prefetch(&mut request, service);
     let resources = complete_prefetch(&state.fhir, &request, plan).await?;
     let now = state.fixed_now.unwrap_or_else(chrono::Utc::now);
-    let evaluation = evaluate(&catalog.rules, &request, &resources, now);
-    tracing::debug!(hook_instance = %request.hook_instance, rules = ?evaluation.rule_ids, "evaluated");
+    let patient_id = request.context.patient_id.clone().unwrap_or_default();
+    let patient_key = state.store.as_ref().map(|s| s.keyer.key(&patient_id));
+    let suppressed = match (&state.store, &patient_key) {
+        (Some(store), Some(key)) => store.suppressed_rules(key, now),
+        _ => Default::default(),
+    };
+    let evaluation = evaluate_with_suppressions(&catalog.rules, &request, &resources, now, &suppressed);
+    tracing::info!(
+        hook_instance = %request.hook_instance,
+        service = %id,
+        rules = ?evaluation.rule_ids,
+        suppressed = ?evaluation.suppressed,
+        "evaluated"
+    );
+    if let (Some(store), Some(key)) = (&state.store, patient_key) {
+        record(store, state.record_cards, &id, &request.hook_instance, &key, now, &evaluation);
+    }
     let body = serde_json::to_vec(&evaluation.response)
         .map_err(|e| ApiError::Internal(format!("serialising response: {e}")))?;
     Ok(HttpResponse::Ok().content_type("application/json").body(body))
@@ -145,7 +161,7 @@ pub fn method_not_allowed(allowed: &'static str) -> impl Fn() -> futures_util::f
 }
 
 /// CDS clients send `application/json`; `+json` types and a missing header are accepted.
-fn require_json(req: &HttpRequest) -> Result<(), ApiError> {
+pub(super) fn require_json(req: &HttpRequest) -> Result<(), ApiError> {
     let Some(value) = req.headers().get(header::CONTENT_TYPE) else {
         return Ok(());
     };
@@ -160,7 +176,7 @@ fn require_json(req: &HttpRequest) -> Result<(), ApiError> {
 
 /// Reads the body up to `limit` bytes; a larger body is a 413 (announced by Content-Length
 /// or discovered while reading).
-async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<Bytes, ApiError> {
+pub(super) async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<Bytes, ApiError> {
     let declared =
         req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit.saturating_add(DRAIN_LIMIT)) {
@@ -189,4 +205,48 @@ async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -
         return Err(ApiError::PayloadTooLarge { limit });
     }
     Ok(body.freeze())
+}
+
+/// Queues what was issued and what was withheld (off the request path).
+fn record(
+    store: &FeedbackStore,
+    record_cards: bool,
+    service: &str,
+    hook_instance: &str,
+    patient_key: &str,
+    now: chrono::DateTime<chrono::Utc>,
+    evaluation: &Evaluation,
+) {
+    if record_cards {
+        let issued = evaluation
+            .response
+            .cards
+            .iter()
+            .filter_map(|card| {
+                Some(IssuedCard {
+                    card_uuid: card.uuid.clone()?,
+                    suggestion_uuids: card.suggestions.iter().filter_map(|s| s.uuid.clone()).collect(),
+                    service: service.to_string(),
+                    rule: card.source.topic.as_ref()?.code.clone(),
+                    indicator: card.indicator.as_str().to_string(),
+                    hook_instance: hook_instance.to_string(),
+                    patient_key: patient_key.to_string(),
+                    issued_at: now,
+                })
+            })
+            .collect();
+        store.record_issued(issued);
+    }
+    let suppressed = evaluation
+        .suppressed
+        .iter()
+        .map(|rule| SuppressedCard {
+            service: service.to_string(),
+            rule: rule.clone(),
+            patient_key: patient_key.to_string(),
+            hook_instance: hook_instance.to_string(),
+            at: now,
+        })
+        .collect();
+    store.record_suppressed(suppressed);
 }

@@ -18,6 +18,7 @@ pub enum IssueCode {
     TooCostly,
     Processing,
     Timeout,
+    Transient,
     Exception,
     Incomplete,
 }

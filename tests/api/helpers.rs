@@ -20,6 +20,8 @@ pub fn fixture(rel: &str) -> Value {
 /// A running service process. Killed on drop. Its log lines (JSON) are kept for inspection.
 pub struct TestServer {
     child: Child,
+    /// The server's own SQLite directory, unless the test chose a database.
+    _data: Option<tempfile::TempDir>,
     pub port: u16,
     pub base: String,
     pub logs: Arc<Mutex<Vec<String>>>,
@@ -78,6 +80,13 @@ impl ServerBuilder {
         if !self.args.iter().any(|a| a == "--cards") {
             cmd.args(["--cards", project_path("cards").to_str().unwrap()]);
         }
+        let data = if self.args.iter().any(|a| a == "--database") {
+            None
+        } else {
+            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+            cmd.args(["--database", dir.path().join("feedback.sqlite").to_str().unwrap()]);
+            Some(dir)
+        };
         for (k, v) in &self.envs {
             cmd.env(k, v);
         }
@@ -116,7 +125,7 @@ impl ServerBuilder {
                     None => format!("http://127.0.0.1:{port}"),
                 };
                 let client = client.build().unwrap();
-                return Ok(TestServer { child, port, base, logs, client });
+                return Ok(TestServer { child, _data: data, port, base, logs, client });
             }
             if let Ok(Some(status)) = child.try_wait() {
                 std::thread::sleep(Duration::from_millis(100));

@@ -43,7 +43,9 @@ async fn the_access_log_names_the_call_but_not_the_patient() {
     // The log line is written after the response; give the reader thread a moment.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     let line = loop {
-        if let Some(l) = server.logs.lock().unwrap().iter().find(|l| l.contains(&hook_instance)).cloned() {
+        if let Some(l) =
+            server.logs.lock().unwrap().iter().find(|l| l.contains(&hook_instance) && l.contains("\"status\"")).cloned()
+        {
             break l;
         }
         assert!(std::time::Instant::now() < deadline, "no log line for {hook_instance}:\n{}", server.log_text());

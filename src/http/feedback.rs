@@ -1,0 +1,131 @@
+//! Feedback (`POST /cds-services/{id}/feedback`) and analytics (`GET /analytics/rules`).
+
+use super::error::ApiError;
+use super::routes::{authenticate, read_body, require_json};
+use super::AppState;
+use crate::protocol::feedback::{FeedbackRequest, Outcome};
+use crate::protocol::schemas::{Document, SchemaError};
+use crate::protocol::RequestError;
+use crate::store::{FeedbackRow, RuleAnalytics, StoreError};
+use actix_web::{web, HttpRequest, HttpResponse};
+use std::collections::BTreeMap;
+
+fn invalid(pointer: String, message: impl Into<String>) -> ApiError {
+    ApiError::BadRequest(RequestError::Invalid(vec![SchemaError { pointer, message: message.into() }]))
+}
+
+pub async fn post_feedback(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    authenticate(&req, &state).await?;
+    let id = path.into_inner();
+    if state.catalog.load().service(&id).is_none() {
+        return Err(ApiError::UnknownService(id));
+    }
+    require_json(&req)?;
+    let body = tokio::time::timeout(state.request_timeout, read_body(&req, payload, state.max_body))
+        .await
+        .map_err(|_| ApiError::RequestTimeout)??;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::BadRequest(RequestError::Empty));
+    }
+    let value: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(RequestError::Malformed(e.to_string())))?;
+    state.schemas.validate(Document::Feedback, &value).map_err(|e| ApiError::BadRequest(RequestError::Invalid(e)))?;
+    let request: FeedbackRequest = serde_json::from_value(value).map_err(|e| invalid(String::new(), e.to_string()))?;
+    let mut rows = Vec::with_capacity(request.feedback.len());
+    for (index, item) in request.feedback.into_iter().enumerate() {
+        let outcome_timestamp = chrono::DateTime::parse_from_rfc3339(&item.outcome_timestamp)
+            .map_err(|e| {
+                invalid(format!("/feedback/{index}/outcomeTimestamp"), format!("not an RFC 3339 instant: {e}"))
+            })?
+            .to_utc();
+        if item.outcome == Outcome::Overridden && !item.accepted_suggestions.is_empty() {
+            return Err(invalid(
+                format!("/feedback/{index}/acceptedSuggestions"),
+                "only an accepted card has accepted suggestions",
+            ));
+        }
+        let reason = item.override_reason.as_ref().and_then(|r| r.reason.as_ref());
+        rows.push(FeedbackRow {
+            index,
+            card_uuid: item.card,
+            outcome: item.outcome.as_str().to_string(),
+            accepted_suggestions: item.accepted_suggestions.into_iter().map(|s| s.id).collect(),
+            override_system: reason.map(|r| r.system.clone()),
+            override_code: reason.map(|r| r.code.clone()),
+            override_display: reason.and_then(|r| r.display.clone()),
+            user_comment: item.override_reason.and_then(|r| r.user_comment),
+            outcome_timestamp,
+        });
+    }
+    let Some(store) = &state.store else { return Err(ApiError::Unavailable("the feedback store".into())) };
+    let count = rows.len();
+    match store.store_feedback(id.clone(), rows, state.suppress_days).await {
+        Ok(receipt) => {
+            tracing::info!(service = %id, items = count, stored = receipt.stored, duplicates = receipt.duplicates,
+                unknown_cards = receipt.unknown_cards, "feedback stored");
+            Ok(HttpResponse::Ok().json(receipt))
+        }
+        Err(StoreError::Invalid { pointer, message }) => Err(invalid(pointer, message)),
+        Err(e) => {
+            tracing::error!(error = %e, service = %id, "feedback not stored");
+            Err(ApiError::Unavailable("the feedback store".into()))
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub struct AnalyticsQuery {
+    since: Option<String>,
+}
+
+pub async fn get_rule_analytics(
+    req: HttpRequest,
+    query: web::Query<AnalyticsQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    authenticate(&req, &state).await?;
+    let since = match &query.since {
+        Some(s) => Some(
+            chrono::DateTime::parse_from_rfc3339(s)
+                .map_err(|e| invalid("?since".into(), format!("not an RFC 3339 instant: {e}")))?
+                .to_utc(),
+        ),
+        None => None,
+    };
+    let Some(store) = &state.store else { return Err(ApiError::Unavailable("the feedback store".into())) };
+    let stored = store.analytics(since).await.map_err(|e| {
+        tracing::error!(error = %e, "analytics query failed");
+        ApiError::Unavailable("the feedback store".into())
+    })?;
+    // Every rule of the current rule book appears, with zeros when nothing happened yet.
+    let mut rules: BTreeMap<String, RuleAnalytics> = state
+        .catalog
+        .load()
+        .rules
+        .rules
+        .iter()
+        .map(|r| {
+            (
+                r.id.clone(),
+                RuleAnalytics {
+                    rule: r.id.clone(),
+                    issued: 0,
+                    accepted: 0,
+                    overridden: 0,
+                    suppressed: 0,
+                    override_rate: 0.0,
+                    top_override_reasons: Vec::new(),
+                },
+            )
+        })
+        .collect();
+    for a in stored {
+        rules.insert(a.rule.clone(), a);
+    }
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "rules": rules.into_values().collect::<Vec<_>>() })))
+}

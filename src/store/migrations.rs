@@ -1,0 +1,61 @@
+//! Versioned schema migrations, applied in order at start-up, the same on SQLite and
+//! PostgreSQL (portable SQL: TEXT timestamps in fixed-width RFC 3339 UTC, BIGINT flags).
+
+pub const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    "CREATE TABLE issued_cards (
+        card_uuid TEXT PRIMARY KEY,
+        service TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        indicator TEXT NOT NULL,
+        hook_instance TEXT NOT NULL,
+        patient_key TEXT NOT NULL,
+        issued_at TEXT NOT NULL
+    );
+    CREATE INDEX issued_cards_rule ON issued_cards (rule, issued_at);
+    CREATE TABLE issued_suggestions (
+        suggestion_uuid TEXT PRIMARY KEY,
+        card_uuid TEXT NOT NULL
+    );
+    CREATE INDEX issued_suggestions_card ON issued_suggestions (card_uuid);
+    CREATE TABLE feedback (
+        fingerprint TEXT PRIMARY KEY,
+        service TEXT NOT NULL,
+        card_uuid TEXT NOT NULL,
+        known_card BIGINT NOT NULL,
+        outcome TEXT NOT NULL,
+        accepted_suggestions TEXT NOT NULL,
+        override_system TEXT,
+        override_code TEXT,
+        override_display TEXT,
+        user_comment TEXT,
+        outcome_timestamp TEXT NOT NULL,
+        received_at TEXT NOT NULL
+    );
+    CREATE INDEX feedback_card ON feedback (card_uuid);
+    CREATE TABLE suppressions (
+        patient_key TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        until_at TEXT NOT NULL,
+        card_uuid TEXT NOT NULL,
+        PRIMARY KEY (patient_key, rule)
+    );
+    CREATE TABLE suppressed_cards (
+        id TEXT PRIMARY KEY,
+        service TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        patient_key TEXT NOT NULL,
+        hook_instance TEXT NOT NULL,
+        at TEXT NOT NULL
+    );
+    CREATE INDEX suppressed_cards_rule ON suppressed_cards (rule, at);",
+)];
+
+/// Timestamps as fixed-width RFC 3339 UTC text, so string order is time order.
+pub fn ts(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+pub fn parse_ts(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(s).ok().map(|d| d.to_utc())
+}
