@@ -107,7 +107,7 @@ pub fn eval(args: EvalArgs) -> ExitCode {
 }
 
 pub fn report(args: ReportArgs) -> ExitCode {
-    let store = match crate::store::FeedbackStore::open(&args.database, args.patient_key_secret.as_deref()) {
+    let store = match crate::store::FeedbackStore::open(&args.database, args.patient_key_secret.as_deref(), None) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("report: {e}");

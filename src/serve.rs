@@ -42,7 +42,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let store = match crate::store::FeedbackStore::open(&args.database, args.patient_key_secret.as_deref()) {
+    let store = match crate::store::FeedbackStore::open(&args.database, args.patient_key_secret.as_deref(), args.now) {
         Ok(s) => {
             tracing::info!(backend = s.backend_name, "feedback store open");
             Some(Arc::new(s))

@@ -125,7 +125,9 @@ pub struct FeedbackStore {
 
 impl FeedbackStore {
     /// Opens (and migrates) the store: a `postgres://` URL, or a SQLite file path.
-    pub fn open(database: &str, secret: Option<&str>) -> Result<Self, StoreError> {
+    /// `fixed_now` replaces the clock (the server's `--now`, for tests and demos).
+    pub fn open(database: &str, secret: Option<&str>, fixed_now: Option<DateTime<Utc>>) -> Result<Self, StoreError> {
+        let clock = move || fixed_now.unwrap_or_else(Utc::now);
         let (backend, keyer): (Box<dyn Backend>, PatientKeyer) = if database.starts_with("postgres://")
             || database.starts_with("postgresql://")
         {
@@ -149,12 +151,12 @@ impl FeedbackStore {
         let backend_name = backend.name();
         let mut backend = backend;
         backend.migrate()?;
-        let suppressions = Arc::new(RwLock::new(backend.active_suppressions(Utc::now())?));
+        let suppressions = Arc::new(RwLock::new(backend.active_suppressions(clock())?));
         let (tx, rx) = mpsc::channel();
         let mirror = suppressions.clone();
         let writer = std::thread::Builder::new()
             .name("feedback-store".into())
-            .spawn(move || writer_loop(backend, rx, mirror))
+            .spawn(move || writer_loop(backend, rx, mirror, clock))
             .map_err(|e| StoreError::Config(e.to_string()))?;
         if backend_name == "postgres" {
             let tx = tx.clone();
@@ -227,7 +229,12 @@ impl FeedbackStore {
     }
 }
 
-fn writer_loop(mut backend: Box<dyn Backend>, rx: mpsc::Receiver<Command>, mirror: Arc<RwLock<SuppressionMap>>) {
+fn writer_loop(
+    mut backend: Box<dyn Backend>,
+    rx: mpsc::Receiver<Command>,
+    mirror: Arc<RwLock<SuppressionMap>>,
+    clock: impl Fn() -> DateTime<Utc>,
+) {
     while let Ok(first) = rx.recv() {
         // Batch whatever else is already queued: one transaction for many issued cards.
         let mut batch = vec![first];
@@ -259,7 +266,7 @@ fn writer_loop(mut backend: Box<dyn Backend>, rx: mpsc::Receiver<Command>, mirro
                     flush_records(&mut backend, &mut issued, &mut suppressed);
                     match other {
                         Command::StoreFeedback { service, rows, suppress_days, reply } => {
-                            let result = backend.store_feedback(&service, &rows, suppress_days, Utc::now());
+                            let result = backend.store_feedback(&service, &rows, suppress_days, clock());
                             if let Ok((_, new)) = &result {
                                 let mut map = mirror.write().unwrap_or_else(|e| e.into_inner());
                                 for (patient, rule, until) in new {
@@ -271,7 +278,7 @@ fn writer_loop(mut backend: Box<dyn Backend>, rx: mpsc::Receiver<Command>, mirro
                         Command::Analytics { since, reply } => {
                             let _ = reply.send(backend.analytics(since));
                         }
-                        Command::Refresh => match backend.active_suppressions(Utc::now()) {
+                        Command::Refresh => match backend.active_suppressions(clock()) {
                             Ok(fresh) => *mirror.write().unwrap_or_else(|e| e.into_inner()) = fresh,
                             Err(e) => tracing::warn!(error = %e, "suppression refresh failed; keeping the last copy"),
                         },

@@ -379,3 +379,26 @@ async fn ssrf_guard_only_calls_allowed_fhir_servers_and_no_foreign_redirects() {
     assert_outcome(&body, "302");
     assert_eq!(fhir.received_requests().await.unwrap().len(), before, "redirect target was called");
 }
+
+#[tokio::test]
+async fn feedback_needs_a_token_whose_aud_is_the_feedback_url() {
+    let server = secured(&[]);
+    let feedback_url = server.url("/cds-services/leg-cramp-causes/feedback");
+    let body = json!({"feedback": [{"card": uuid(), "outcome": "overridden", "outcomeTimestamp": "2026-11-28T11:00:06.472Z"}]});
+    let post = |token: String| server.client.post(&feedback_url).bearer_auth(token).json(&body).send();
+    let ok = post(es384(&claims(json!(feedback_url.clone())))).await.unwrap();
+    assert_eq!(ok.status().as_u16(), 200);
+    let service_aud = post(es384(&claims(json!(server.url("/cds-services/leg-cramp-causes"))))).await.unwrap();
+    assert_401(service_aud, "feedback with the service URL as aud").await;
+    let analytics_url = server.url("/analytics/rules");
+    let res = server.client.get(&analytics_url).send().await.unwrap();
+    assert_401(res, "analytics without a token").await;
+    let res = server
+        .client
+        .get(&analytics_url)
+        .bearer_auth(es384(&claims(json!(analytics_url.clone()))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+}

@@ -10,6 +10,7 @@ mod cors;
 mod discovery;
 mod errors;
 mod facts;
+mod feedback;
 mod fhir_fallback;
 mod rules;
 mod service_call;
