@@ -70,10 +70,13 @@ pub fn eval(args: EvalArgs) -> ExitCode {
         Ok(t) => t,
         Err(e) => return fail(format!("{}: {e}", args.file.display())),
     };
-    let value: serde_json::Value = match serde_json::from_slice(&text) {
+    let mut value: serde_json::Value = match serde_json::from_slice(&text) {
         Ok(v) => v,
         Err(e) => return fail(format!("{}: not JSON: {e}", args.file.display())),
     };
+    let now = args.now.unwrap_or_else(chrono::Utc::now);
+    // Sample files carry relative dates: move them to the evaluation instant.
+    crate::samples::resolve(&mut value, now);
     let hook = value.get("hook").and_then(|h| h.as_str()).unwrap_or_default().to_string();
     let service = match &args.service {
         Some(id) => catalog.service(id),
@@ -89,7 +92,6 @@ pub fn eval(args: EvalArgs) -> ExitCode {
         let keys: Vec<&str> = plan.missing.iter().map(|(k, _)| k.as_str()).collect();
         return fail(format!("prefetch keys missing (eval does not call FHIR servers): {}", keys.join(", ")));
     }
-    let now = args.now.unwrap_or_else(chrono::Utc::now);
     let evaluation = evaluate(&catalog.rules, &request, &plan.resources, now);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&evaluation.response).expect("serialisable"));

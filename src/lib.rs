@@ -15,6 +15,7 @@ pub mod http;
 pub mod pipeline;
 pub mod protocol;
 pub mod rules;
+pub mod samples;
 pub mod serve;
 pub mod store;
 pub mod telemetry;

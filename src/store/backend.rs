@@ -81,12 +81,19 @@ pub trait Sql {
 
 pub trait Backend: Send {
     fn name(&self) -> &'static str;
+    /// Durability of the next transactions: `false` lets the database skip the flush to disk
+    /// at commit (issued-card records: a crash may lose the last few, never corrupt);
+    /// `true` (feedback) makes the commit durable before it returns.
+    fn set_durable(&mut self, _durable: bool) -> Result<(), StoreError> {
+        Ok(())
+    }
     fn migrate(&mut self) -> Result<(), StoreError>;
     /// Runs `f` in one transaction: committed if it returns Ok, rolled back otherwise.
     fn transaction(&mut self, f: &mut dyn FnMut(&mut dyn Sql) -> Result<(), StoreError>) -> Result<(), StoreError>;
 
     fn record(&mut self, issued: &[IssuedCard], suppressed: &[SuppressedCard]) -> Result<(), StoreError> {
-        self.transaction(&mut |tx| {
+        self.set_durable(false)?;
+        let result = self.transaction(&mut |tx| {
             for c in issued {
                 tx.exec(
                     "INSERT INTO issued_cards (card_uuid, service, rule, indicator, hook_instance, patient_key, issued_at)
@@ -122,7 +129,9 @@ pub trait Backend: Send {
                 )?;
             }
             Ok(())
-        })
+        });
+        self.set_durable(true)?;
+        result
     }
 
     /// Stores a request's feedback in one transaction; returns the receipt and the
@@ -419,6 +428,11 @@ impl Backend for Sqlite {
         "sqlite"
     }
 
+    fn set_durable(&mut self, durable: bool) -> Result<(), StoreError> {
+        // In WAL mode, NORMAL skips the fsync at commit; FULL waits for it.
+        self.conn.pragma_update(None, "synchronous", if durable { "FULL" } else { "NORMAL" }).map_err(db)
+    }
+
     fn migrate(&mut self) -> Result<(), StoreError> {
         self.conn.execute_batch(MIGRATIONS_TABLE).map_err(db)?;
         apply_migrations(self)
@@ -509,6 +523,11 @@ impl Sql for PgTx<'_, '_> {
 impl Backend for Postgres {
     fn name(&self) -> &'static str {
         "postgres"
+    }
+
+    fn set_durable(&mut self, durable: bool) -> Result<(), StoreError> {
+        let setting = if durable { "SET synchronous_commit = on" } else { "SET synchronous_commit = off" };
+        self.client.batch_execute(setting).map_err(db)
     }
 
     fn migrate(&mut self) -> Result<(), StoreError> {

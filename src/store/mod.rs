@@ -236,7 +236,11 @@ fn writer_loop(
     clock: impl Fn() -> DateTime<Utc>,
 ) {
     while let Ok(first) = rx.recv() {
-        // Batch whatever else is already queued: one transaction for many issued cards.
+        // Batch whatever else is already queued, and for card records linger briefly so a
+        // busy service writes one transaction per few milliseconds, not one per request.
+        if matches!(first, Command::RecordIssued(_) | Command::RecordSuppressed(_)) {
+            std::thread::sleep(Duration::from_millis(2));
+        }
         let mut batch = vec![first];
         while batch.len() < 512 {
             match rx.try_recv() {

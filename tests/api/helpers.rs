@@ -180,7 +180,18 @@ impl TestServer {
         read(self.client.get(self.url(path)).send().await.expect("request sent")).await
     }
 
-    #[allow(dead_code)]
+    /// Waits (up to 5 s) for a log line containing `needle`: lines arrive asynchronously.
+    pub async fn wait_for_log(&self, needle: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if self.log_text().contains(needle) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
     pub fn log_text(&self) -> String {
         self.logs.lock().unwrap().join("\n")
     }

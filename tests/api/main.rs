@@ -13,6 +13,7 @@ mod facts;
 mod feedback;
 mod fhir_fallback;
 mod rules;
+mod samples;
 mod service_call;
 mod spec_examples;
 mod synthetic_records;

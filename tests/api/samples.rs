@@ -1,0 +1,75 @@
+//! The sample patients of `samples/`: each one's expected rule ids (recorded beside it) come
+//! out of `eval` and of the pipeline, today and years from now (dates are relative).
+use crate::helpers::*;
+use crate::rules::catalog;
+use leg_cramp_cds::pipeline::{evaluate, plan_prefetch};
+use leg_cramp_cds::protocol::{CdsRequest, SchemaSet};
+use serde_json::Value;
+
+pub fn samples() -> Vec<(String, Value, Value)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(project_path("samples")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        if !name.ends_with(".json") || name.ends_with(".expected.json") {
+            continue;
+        }
+        let stem = name.trim_end_matches(".json").to_string();
+        let request: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let expected: Value = serde_json::from_str(
+            &std::fs::read_to_string(project_path(&format!("samples/{stem}.expected.json"))).unwrap(),
+        )
+        .unwrap();
+        out.push((stem, request, expected));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+fn rules_at(request: &Value, service_id: &str, now: chrono::DateTime<chrono::Utc>) -> Vec<String> {
+    let catalog = catalog();
+    let schemas = SchemaSet::compile().unwrap();
+    let mut value = request.clone();
+    leg_cramp_cds::samples::resolve(&mut value, now);
+    let service = catalog.service(service_id).unwrap();
+    let mut request = CdsRequest::from_value(value, &schemas, &service.hook).unwrap();
+    let plan = plan_prefetch(&mut request, service);
+    assert!(plan.missing.is_empty());
+    let evaluation = evaluate(&catalog.rules, &request, &plan.resources, now);
+    evaluation.rule_ids
+}
+
+#[test]
+fn every_sample_gives_its_expected_rules_now_and_in_three_years() {
+    let samples = samples();
+    assert!(samples.len() >= 13, "{}", samples.len());
+    let mut silent = 0;
+    for (name, request, expected) in &samples {
+        let want: Vec<String> = serde_json::from_value(expected["rules"].clone()).unwrap();
+        if want.is_empty() {
+            silent += 1;
+        }
+        let service = expected["service"].as_str().unwrap();
+        for now in [chrono::Utc::now(), chrono::Utc::now() + chrono::Duration::days(3 * 365)] {
+            assert_eq!(rules_at(request, service, now), want, "{name} at {now}");
+        }
+    }
+    assert_eq!(silent, 1, "exactly one sample (the healthy patient) expects no card");
+}
+
+#[test]
+fn eval_prints_the_expected_cards_for_every_sample() {
+    for (name, _, expected) in samples() {
+        let out = std::process::Command::new(BIN)
+            .args(["eval", &format!("samples/{name}.json"), "--cards", "cards"])
+            .current_dir(project_path(""))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{name}: {text}{}", String::from_utf8_lossy(&out.stderr));
+        let rules: Vec<&str> = expected["rules"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
+        let printed: Vec<&str> = text.lines().skip(1).filter_map(|l| l.split_whitespace().nth(1)).collect();
+        assert_eq!(printed, rules, "{name}:\n{text}");
+        assert!(text.contains(&format!("{} card(s)", rules.len())), "{text}");
+    }
+}
