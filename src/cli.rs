@@ -22,6 +22,18 @@ pub enum Command {
     Eval(EvalArgs),
     /// Print per-rule feedback analytics from the store.
     Report(ReportArgs),
+    /// Print a sample's resources as a FHIR transaction Bundle (dates moved to now), to load
+    /// a FHIR server with it (docker-compose seeds HAPI this way).
+    SampleBundle(SampleBundleArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct SampleBundleArgs {
+    /// A sample request file (samples/<name>.json).
+    pub file: PathBuf,
+    /// Evaluation instant the dates are moved to (RFC 3339); default: now.
+    #[arg(long)]
+    pub now: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -127,6 +139,9 @@ pub struct ServeArgs {
     /// Days an "already addressed" override suppresses that rule's info/warning card for the patient.
     #[arg(long, env = "LEG_CRAMP_CDS_SUPPRESS_DAYS", default_value_t = 30)]
     pub suppress_days: i64,
+    /// Directory of sample requests offered by the demo page at `/`.
+    #[arg(long, env = "LEG_CRAMP_CDS_SAMPLES", default_value = "samples")]
+    pub samples: PathBuf,
     /// Do not record issued cards (feedback is still stored, flagged as for unknown cards).
     #[arg(long, env = "LEG_CRAMP_CDS_NO_RECORDING")]
     pub no_recording: bool,

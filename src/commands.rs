@@ -2,7 +2,7 @@
 //! cases) and `eval` (evaluate a request file and print the cards).
 
 use crate::catalog::Catalog;
-use crate::cli::{CheckArgs, EvalArgs, ReportArgs};
+use crate::cli::{CheckArgs, EvalArgs, ReportArgs, SampleBundleArgs};
 use crate::pipeline::{evaluate, plan_prefetch};
 use crate::protocol::{CdsRequest, SchemaSet};
 use std::process::ExitCode;
@@ -149,5 +149,21 @@ pub fn report(args: ReportArgs) -> ExitCode {
     if rules.is_empty() {
         println!("(no cards recorded yet)");
     }
+    ExitCode::SUCCESS
+}
+
+pub fn sample_bundle(args: SampleBundleArgs) -> ExitCode {
+    let value = std::fs::read(&args.file)
+        .map_err(|e| e.to_string())
+        .and_then(|t| serde_json::from_slice::<serde_json::Value>(&t).map_err(|e| e.to_string()));
+    let mut value = match value {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("sample-bundle: {}: {e}", args.file.display());
+            return ExitCode::from(2);
+        }
+    };
+    crate::samples::resolve(&mut value, args.now.unwrap_or_else(chrono::Utc::now));
+    println!("{}", serde_json::to_string_pretty(&crate::samples::transaction_bundle(&value)).expect("serialisable"));
     ExitCode::SUCCESS
 }

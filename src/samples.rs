@@ -60,6 +60,36 @@ fn shift_one(s: &str, days: i64) -> Option<String> {
     Some((dt + Duration::days(days)).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
 }
 
+/// Every resource of a request's prefetch (Bundles flattened) as a FHIR transaction Bundle
+/// of `PUT Type/id` entries, so loading it twice is harmless.
+pub fn transaction_bundle(request: &Value) -> Value {
+    let mut entries = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut push = |r: &Value| {
+        let (Some(kind), Some(id)) =
+            (r.get("resourceType").and_then(Value::as_str), r.get("id").and_then(Value::as_str))
+        else {
+            return;
+        };
+        if seen.insert(format!("{kind}/{id}")) {
+            entries
+                .push(serde_json::json!({"resource": r, "request": {"method": "PUT", "url": format!("{kind}/{id}")}}));
+        }
+    };
+    if let Some(prefetch) = request.get("prefetch").and_then(Value::as_object) {
+        for v in prefetch.values() {
+            match v.get("resourceType").and_then(Value::as_str) {
+                Some("Bundle") => {
+                    v["entry"].as_array().into_iter().flatten().filter_map(|e| e.get("resource")).for_each(&mut push)
+                }
+                Some(_) => push(v),
+                None => {}
+            }
+        }
+    }
+    serde_json::json!({"resourceType": "Bundle", "type": "transaction", "entry": entries})
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

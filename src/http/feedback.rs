@@ -5,15 +5,26 @@ use super::routes::{authenticate, read_body, require_json};
 use super::AppState;
 use crate::protocol::feedback::{FeedbackRequest, Outcome};
 use crate::protocol::schemas::{Document, SchemaError};
+use crate::protocol::OperationOutcome;
 use crate::protocol::RequestError;
-use crate::store::{FeedbackRow, RuleAnalytics, StoreError};
-use actix_web::{web, HttpRequest, HttpResponse};
+use crate::store::{FeedbackReceipt, FeedbackRow, RuleAnalytics, StoreError};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use std::collections::BTreeMap;
 
 fn invalid(pointer: String, message: impl Into<String>) -> ApiError {
     ApiError::BadRequest(RequestError::Invalid(vec![SchemaError { pointer, message: message.into() }]))
 }
 
+#[utoipa::path(post, path = "/cds-services/{id}/feedback", tag = "CDS Hooks",
+    summary = "Feedback on issued cards (stored durably before 200)",
+    params(("id" = String, Path, description = "Service id")),
+    request_body(content = FeedbackRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Stored", body = FeedbackReceipt),
+        (status = 400, description = "Invalid item (pointer in the diagnostics)", body = OperationOutcome),
+        (status = 401, description = "Missing or invalid JWT", body = OperationOutcome),
+        (status = 404, description = "Unknown service", body = OperationOutcome),
+        (status = 503, description = "Feedback store unavailable", body = OperationOutcome)))]
 pub async fn post_feedback(
     req: HttpRequest,
     path: web::Path<String>,
@@ -25,6 +36,7 @@ pub async fn post_feedback(
     if state.catalog.load().service(&id).is_none() {
         return Err(ApiError::UnknownService(id));
     }
+    req.extensions_mut().insert(super::middleware::ServiceTag(format!("{id}/feedback")));
     require_json(&req)?;
     let body = tokio::time::timeout(state.request_timeout, read_body(&req, payload, state.max_body))
         .await
@@ -64,10 +76,15 @@ pub async fn post_feedback(
     }
     let Some(store) = &state.store else { return Err(ApiError::Unavailable("the feedback store".into())) };
     let count = rows.len();
+    let outcomes: Vec<&'static str> =
+        rows.iter().map(|r| if r.outcome == "accepted" { "accepted" } else { "overridden" }).collect();
     match store.store_feedback(id.clone(), rows, state.suppress_days).await {
         Ok(receipt) => {
             tracing::info!(service = %id, items = count, stored = receipt.stored, duplicates = receipt.duplicates,
                 unknown_cards = receipt.unknown_cards, "feedback stored");
+            for outcome in outcomes {
+                metrics::counter!(crate::metrics::FEEDBACK, "outcome" => outcome).increment(1);
+            }
             Ok(HttpResponse::Ok().json(receipt))
         }
         Err(StoreError::Invalid { pointer, message }) => Err(invalid(pointer, message)),
@@ -78,11 +95,26 @@ pub async fn post_feedback(
     }
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
 pub struct AnalyticsQuery {
+    /// Count only what happened since this RFC 3339 instant.
     since: Option<String>,
 }
 
+/// The analytics document.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct RuleAnalyticsResponse {
+    pub rules: Vec<RuleAnalytics>,
+}
+
+#[utoipa::path(get, path = "/analytics/rules", tag = "Feedback analytics",
+    summary = "Per-rule counts of issued, accepted, overridden and suppressed cards",
+    params(AnalyticsQuery),
+    responses(
+        (status = 200, description = "One entry per rule", body = RuleAnalyticsResponse),
+        (status = 400, description = "Bad since", body = OperationOutcome),
+        (status = 401, description = "Missing or invalid JWT", body = OperationOutcome),
+        (status = 503, description = "Feedback store unavailable", body = OperationOutcome)))]
 pub async fn get_rule_analytics(
     req: HttpRequest,
     query: web::Query<AnalyticsQuery>,
@@ -127,5 +159,5 @@ pub async fn get_rule_analytics(
     for a in stored {
         rules.insert(a.rule.clone(), a);
     }
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "rules": rules.into_values().collect::<Vec<_>>() })))
+    Ok(HttpResponse::Ok().json(RuleAnalyticsResponse { rules: rules.into_values().collect() }))
 }

@@ -19,6 +19,37 @@ pub struct CallTag {
     pub service: String,
 }
 
+/// Set as soon as a handler knows which (existing) service is called, for metrics labels.
+#[derive(Clone, Debug)]
+pub struct ServiceTag(pub String);
+
+/// A bounded label for metrics: the service id when known, else the endpoint family.
+fn endpoint_label(req: &actix_web::HttpRequest) -> String {
+    if let Some(ServiceTag(s)) = req.extensions().get::<ServiceTag>() {
+        return s.clone();
+    }
+    let path = req.path();
+    let family = match path {
+        "/cds-services" => "discovery",
+        "/healthz" | "/readyz" => "health",
+        "/metrics" => "metrics",
+        "/openapi.json" => "openapi",
+        "/analytics/rules" => "analytics",
+        p if p.starts_with("/cds-services/") => "unknown-service",
+        "/" => "demo",
+        p if p.starts_with("/samples") || p.starts_with("/static") => "demo",
+        _ => "other",
+    };
+    family.to_string()
+}
+
+fn observe_metrics(req: &actix_web::HttpRequest, status: u16, seconds: f64) {
+    let endpoint = endpoint_label(req);
+    metrics::counter!(crate::metrics::REQUESTS, "service" => endpoint.clone(), "status" => status.to_string())
+        .increment(1);
+    metrics::histogram!(crate::metrics::LATENCY, "service" => endpoint).record(seconds);
+}
+
 /// Logs one line per request (method, path, status, latency, hookInstance, service), turns a
 /// handler panic into a 500 OperationOutcome, and gives error answers an OperationOutcome body.
 pub async fn observe(
@@ -37,6 +68,7 @@ pub async fn observe(
         Ok(Ok(res)) => {
             let res = normalise_error_body(res.map_into_boxed_body());
             let status = res.status().as_u16();
+            observe_metrics(res.request(), status, latency_ms / 1000.0);
             match res.request().extensions().get::<CallTag>() {
                 Some(t) => tracing::info!(
                     %method, %path, status, latency_ms,

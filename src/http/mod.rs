@@ -1,8 +1,10 @@
 //! The HTTP layer: one place that assembles the actix application and binds it.
 
+pub mod demo;
 pub mod error;
 pub mod feedback;
 pub mod middleware;
+pub mod openapi;
 pub mod routes;
 
 use crate::auth::Authenticator;
@@ -35,6 +37,7 @@ pub struct AppState {
     /// services keep working.
     pub store: Option<Arc<FeedbackStore>>,
     pub record_cards: bool,
+    pub samples_dir: std::path::PathBuf,
     pub suppress_days: i64,
     /// Evaluation instant fixed by `--now` (tests, demos); the clock otherwise.
     pub fixed_now: Option<chrono::DateTime<chrono::Utc>>,
@@ -94,6 +97,7 @@ impl Application {
             request_timeout: args.request_timeout,
             store,
             record_cards: !args.no_recording,
+            samples_dir: args.samples.clone(),
             suppress_days: args.suppress_days,
             fixed_now: args.now,
         });
@@ -104,6 +108,7 @@ impl Application {
         } else {
             CorsPolicy::Origins(Vec::new())
         };
+        crate::metrics::handle();
         let app_state = state.clone();
         let mut http = HttpServer::new(move || {
             App::new()
@@ -158,6 +163,17 @@ fn routes_config(cfg: &mut web::ServiceConfig) {
         web::resource("/analytics/rules")
             .route(web::get().to(feedback::get_rule_analytics))
             .default_service(web::to(method_not_allowed("GET, OPTIONS"))),
+    )
+    .service(web::resource("/").route(web::get().to(demo::index)).default_service(web::to(method_not_allowed("GET"))))
+    .service(web::resource("/static/app.js").route(web::get().to(demo::app_js)))
+    .service(web::resource("/static/app.css").route(web::get().to(demo::app_css)))
+    .service(web::resource("/samples").route(web::get().to(demo::list_samples)))
+    .service(web::resource("/samples/{name}").route(web::get().to(demo::get_sample)))
+    .service(web::resource("/openapi.json").route(web::get().to(openapi::openapi_json)))
+    .service(
+        web::resource("/metrics")
+            .route(web::get().to(metrics_text))
+            .default_service(web::to(method_not_allowed("GET"))),
     )
     .service(
         web::resource("/healthz").route(web::get().to(healthz)).default_service(web::to(method_not_allowed("GET"))),

@@ -1,12 +1,12 @@
 //! Handlers, one per endpoint. Each does HTTP work only and hands the rest to the pipeline.
 
 use super::error::ApiError;
-use super::middleware::CallTag;
+use super::middleware::{CallTag, ServiceTag};
 use super::AppState;
 use crate::fhir::client::{render_template, FhirClient};
 use crate::fhir::ResourceSet;
 use crate::pipeline::{evaluate_with_suppressions, plan_prefetch, Evaluation, PrefetchPlan};
-use crate::protocol::{CdsRequest, DiscoveryResponse};
+use crate::protocol::{CdsRequest, CdsResponse, DiscoveryResponse, OperationOutcome};
 use crate::store::{FeedbackStore, IssuedCard, SuppressedCard};
 use actix_web::http::header;
 use actix_web::web::{self, Bytes, BytesMut};
@@ -17,6 +17,10 @@ use futures_util::StreamExt;
 /// reaches a client still sending; past it the connection is closed.
 const DRAIN_LIMIT: usize = 64 << 20;
 
+#[utoipa::path(get, path = "/cds-services", tag = "CDS Hooks",
+    summary = "Discovery: the services this host offers",
+    responses((status = 200, description = "The services", body = DiscoveryResponse),
+              (status = 401, description = "Missing or invalid JWT", body = OperationOutcome)))]
 pub async fn discovery(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     if !state.open_discovery {
         authenticate(&req, &state).await?;
@@ -43,10 +47,20 @@ pub async fn authenticate(req: &HttpRequest, state: &AppState) -> Result<(), Api
     }
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "Operations", summary = "Prometheus metrics",
+    responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain", body = String)))]
+pub async fn metrics_text() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(crate::metrics::handle().render())
+}
+
+#[utoipa::path(get, path = "/healthz", tag = "Operations", summary = "Liveness",
+    responses((status = 200, description = "The process is up", body = Object)))]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
 }
 
+#[utoipa::path(get, path = "/readyz", tag = "Operations", summary = "Readiness: rules loaded",
+    responses((status = 200, description = "Counts of services, rules and value sets", body = Object)))]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let catalog = state.catalog.load();
     HttpResponse::Ok().json(serde_json::json!({
@@ -57,6 +71,21 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     }))
 }
 
+#[utoipa::path(post, path = "/cds-services/{id}", tag = "CDS Hooks",
+    summary = "Call a service (patient-view, order-select or order-sign)",
+    params(("id" = String, Path, description = "Service id from discovery")),
+    request_body(content = CdsRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Cards (possibly none)", body = CdsResponse),
+        (status = 400, description = "Malformed JSON, schema violation or wrong hook", body = OperationOutcome),
+        (status = 401, description = "Missing or invalid JWT", body = OperationOutcome),
+        (status = 404, description = "Unknown service", body = OperationOutcome),
+        (status = 405, description = "Method not allowed", body = OperationOutcome),
+        (status = 408, description = "Body not received in time", body = OperationOutcome),
+        (status = 412, description = "Required prefetch missing and not fetchable", body = OperationOutcome),
+        (status = 413, description = "Body over the limit", body = OperationOutcome),
+        (status = 415, description = "Not JSON", body = OperationOutcome),
+        (status = 500, description = "Internal error", body = OperationOutcome)))]
 pub async fn call_service(
     req: HttpRequest,
     path: web::Path<String>,
@@ -67,6 +96,7 @@ pub async fn call_service(
     let catalog = state.catalog.load_full();
     authenticate(&req, &state).await?;
     let service = catalog.service(&id).ok_or_else(|| ApiError::UnknownService(id.clone()))?;
+    req.extensions_mut().insert(ServiceTag(id.clone()));
     require_json(&req)?;
     let body = tokio::time::timeout(state.request_timeout, read_body(&req, payload, state.max_body))
         .await
@@ -90,6 +120,15 @@ pub async fn call_service(
         suppressed = ?evaluation.suppressed,
         "evaluated"
     );
+    for card in &evaluation.response.cards {
+        if let Some(topic) = &card.source.topic {
+            metrics::counter!(crate::metrics::CARDS, "rule" => topic.code.clone(), "indicator" => card.indicator.as_str())
+                .increment(1);
+        }
+    }
+    for rule in &evaluation.suppressed {
+        metrics::counter!(crate::metrics::SUPPRESSED, "rule" => rule.clone()).increment(1);
+    }
     if let (Some(store), Some(key)) = (&state.store, patient_key) {
         record(store, state.record_cards, &id, &request.hook_instance, &key, now, &evaluation);
     }
@@ -132,7 +171,11 @@ async fn complete_prefetch(
     }
     let started = std::time::Instant::now();
     let count = fetches.len();
+    metrics::counter!(crate::metrics::FHIR_CALLS).increment(count as u64);
     for (key, result) in fhir.fetch_all(fetches, token).await {
+        if result.is_err() {
+            metrics::counter!(crate::metrics::FHIR_FAILURES).increment(1);
+        }
         match result {
             Ok(list) => list.into_iter().for_each(|v| resources.add_resource(v, &format!("fetched.{key}"))),
             Err(reason) => failures.push((key, reason)),

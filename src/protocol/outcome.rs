@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 /// The subset of the FHIR `issue-type` code system this service uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum IssueCode {
     Structure,
@@ -23,7 +23,7 @@ pub enum IssueCode {
     Incomplete,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Fatal,
@@ -32,7 +32,7 @@ pub enum Severity {
     Information,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Issue {
     pub severity: Severity,
     pub code: IssueCode,
@@ -42,7 +42,7 @@ pub struct Issue {
     pub expression: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct OperationOutcome {
     #[serde(rename = "resourceType")]
     resource_type: &'static str,

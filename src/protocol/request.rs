@@ -8,7 +8,7 @@ use super::schemas::{Document, SchemaError, SchemaSet};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CdsRequest {
     pub hook: String,
@@ -28,7 +28,7 @@ pub struct CdsRequest {
 
 /// `fhirAuthorization`. The token is transient: it is never logged or stored, and its
 /// `Debug` output is redacted so that a stray `{:?}` cannot leak it.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, utoipa::ToSchema)]
 pub struct FhirAuthorization {
     pub access_token: String,
     pub token_type: String,
@@ -53,7 +53,7 @@ impl std::fmt::Debug for FhirAuthorization {
 
 /// The context fields of the hooks this service answers (patient-view, order-select,
 /// order-sign). Fields of other hooks are ignored.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Context {
     #[serde(default)]

@@ -79,10 +79,16 @@ pub fn evaluate(book: &RuleBook, facts: &PatientFacts) -> Vec<Finding> {
         }
         let Some(evidence) = ctx.eval(&rule.trigger) else { continue };
         ctx.fired[i] = true;
+        let mut evidence = evidence;
         let mut indicator = rule.base_indicator(&facts.hook);
         let mut escalation_reason = None;
         for (to, when, reason) in &rule.escalations {
-            if *to > indicator && ctx.eval(when).is_some() {
+            if *to <= indicator {
+                continue;
+            }
+            if let Some(more) = ctx.eval(when) {
+                // The data that raised the indicator is part of the card's "why".
+                evidence.extend(more);
                 indicator = *to;
                 escalation_reason = Some(reason.clone());
             }

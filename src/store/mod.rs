@@ -65,7 +65,7 @@ pub struct FeedbackRow {
     pub outcome_timestamp: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FeedbackReceipt {
     pub stored: usize,
@@ -74,7 +74,7 @@ pub struct FeedbackReceipt {
     pub unknown_cards: usize,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RuleAnalytics {
     pub rule: String,
@@ -87,7 +87,7 @@ pub struct RuleAnalytics {
     pub top_override_reasons: Vec<ReasonCount>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ReasonCount {
     pub code: String,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -17,3 +17,4 @@ mod samples;
 mod service_call;
 mod spec_examples;
 mod synthetic_records;
+mod try_it;

@@ -1,0 +1,38 @@
+//! Prometheus metrics (`GET /metrics`): requests by service and status, latency, cards by
+//! rule and indicator, suppressed cards, FHIR fallback calls and failures, feedback outcomes.
+//! Labels are bounded sets (service ids, rule ids, statuses): no patient data, no free text.
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+
+pub const REQUESTS: &str = "cds_requests_total";
+pub const LATENCY: &str = "cds_request_duration_seconds";
+pub const CARDS: &str = "cds_cards_total";
+pub const SUPPRESSED: &str = "cds_cards_suppressed_total";
+pub const FHIR_CALLS: &str = "cds_fhir_fallback_requests_total";
+pub const FHIR_FAILURES: &str = "cds_fhir_fallback_failures_total";
+pub const FEEDBACK: &str = "cds_feedback_items_total";
+
+/// Installs the process-wide recorder once; later calls return the same handle.
+pub fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let buckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full(LATENCY.to_string()), &buckets)
+            .expect("valid buckets")
+            .build_recorder();
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!("a metrics recorder was already installed; /metrics may be empty");
+        }
+        metrics::describe_counter!(REQUESTS, "HTTP requests by service (or endpoint) and status");
+        metrics::describe_histogram!(LATENCY, metrics::Unit::Seconds, "Request latency by service (or endpoint)");
+        metrics::describe_counter!(CARDS, "Cards issued by rule and indicator");
+        metrics::describe_counter!(SUPPRESSED, "Cards withheld by already-addressed feedback, by rule");
+        metrics::describe_counter!(FHIR_CALLS, "Prefetch keys fetched from the EHR's FHIR server");
+        metrics::describe_counter!(FHIR_FAILURES, "Prefetch keys that could not be fetched");
+        metrics::describe_counter!(FEEDBACK, "Feedback items stored, by outcome");
+        handle
+    })
+}
