@@ -6,6 +6,7 @@
 mod helpers;
 
 mod auth;
+mod browser;
 mod cors;
 mod discovery;
 mod errors;
