@@ -15,6 +15,10 @@ use std::hint::black_box;
 use std::io::Read;
 use std::path::Path;
 
+// Same allocator as the binary, so the figures match what the service does.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn fixture(name: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/fixtures").join(name);
     let bytes = std::fs::read(&path).unwrap();
@@ -65,10 +69,10 @@ fn scaled_cards(copies: usize) -> tempfile::TempDir {
         for (name, text) in &valuesets {
             let mut v: serde_json::Value = serde_json::from_str(text).unwrap();
             v["id"] = format!("{name}_C{k}").into();
-            for c in v["codes"].as_array_mut().into_iter().flatten() {
+            for c in v.get_mut("codes").and_then(|x| x.as_array_mut()).into_iter().flatten() {
                 c["code"] = format!("{}X{k}", c["code"].as_str().unwrap()).into();
             }
-            for i in v["ingredients"].as_array_mut().into_iter().flatten() {
+            for i in v.get_mut("ingredients").and_then(|x| x.as_array_mut()).into_iter().flatten() {
                 *i = format!("{} zz{k}", i.as_str().unwrap()).into();
             }
             std::fs::write(dir.path().join(format!("valuesets/{name}_C{k}.json")), v.to_string()).unwrap();
@@ -97,7 +101,9 @@ fn stages(c: &mut Criterion, label: &str, body: &[u8], catalog: &Catalog, schema
     let findings = evaluate_rules(book, &facts);
 
     let mut g = c.benchmark_group(label);
-    g.bench_function("parse+validate request", |b| b.iter(|| CdsRequest::parse(black_box(body), schemas, "patient-view").unwrap()));
+    g.bench_function("parse+validate request", |b| {
+        b.iter(|| CdsRequest::parse(black_box(body), schemas, "patient-view").unwrap())
+    });
     g.bench_function("prefetch → patient facts", |b| {
         b.iter_batched(
             || parsed.clone(),
@@ -132,7 +138,9 @@ fn benches(c: &mut Criterion) {
     let mut request = CdsRequest::parse(&body, &schemas, "patient-view").unwrap();
     let plan = plan_prefetch(&mut request, catalog.service("leg-cramp-causes").unwrap());
     let scaled_dir = scaled_cards(9);
-    let scaled = RuleBook::load(scaled_dir.path(), &schemas).unwrap_or_else(|e| panic!("{e:?}"));
+    let scaled = RuleBook::load(scaled_dir.path(), &schemas).unwrap_or_else(|e| {
+        panic!("{} load errors, first: {}", e.len(), e.first().map(ToString::to_string).unwrap_or_default())
+    });
     assert_eq!(scaled.rules.len(), 370);
     let mut g = c.benchmark_group("rule count scaling (typical patient)");
     for (label, book) in [("37 rules", &catalog.rules), ("370 rules", &scaled)] {

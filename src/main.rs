@@ -2,6 +2,11 @@ use clap::Parser;
 use leg_cramp_cds::cli::{Cli, Command};
 use std::process::ExitCode;
 
+// The request path allocates many small strings (FHIR parsing); mimalloc handles that
+// pattern markedly better than the system allocator (see BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {

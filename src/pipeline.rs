@@ -4,11 +4,12 @@
 
 use crate::cards::build_cards;
 use crate::facts::PatientFacts;
+use crate::fhir::resources::RawKind;
 use crate::fhir::ResourceSet;
 use crate::protocol::{CdsRequest, CdsResponse, Indicator, ServiceDefinition};
 use crate::rules::{evaluate as evaluate_rules, RuleBook};
 use chrono::{DateTime, Utc};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::HashSet;
 
 /// Response-level extension key listing data that could not be used.
@@ -32,25 +33,19 @@ pub fn plan_prefetch(request: &mut CdsRequest, service: &ServiceDefinition) -> P
     for (key, template) in &service.prefetch {
         match request.prefetch.remove(key) {
             None => missing.push((key.clone(), template.clone())),
-            Some(Value::Null) => {}
-            Some(v) if v.get("resourceType").and_then(Value::as_str) == Some("OperationOutcome") => {
-                missing.push((key.clone(), template.clone()))
-            }
-            Some(v) => {
-                if let Some(next) = next_link(&v) {
-                    continuations.push((key.clone(), next));
-                }
-                resources.add_value(v, &format!("prefetch.{key}"));
-            }
+            Some(raw) if raw.get() == "null" => {}
+            Some(raw) => match resources.add_raw(raw.get(), key) {
+                RawKind::OperationOutcome => missing.push((key.clone(), template.clone())),
+                RawKind::Bundle { next: Some(next) } => continuations.push((key.clone(), next)),
+                _ => {}
+            },
         }
     }
     // Keys the service did not ask for are still patient data the client chose to send.
-    let extra: Vec<String> = request.prefetch.keys().cloned().collect();
-    for key in extra {
-        if let Some(v) = request.prefetch.remove(&key) {
-            if !v.is_null() && v.get("resourceType").and_then(Value::as_str) != Some("OperationOutcome") {
-                resources.add_value(v, &format!("prefetch.{key}"));
-            }
+    let extra = std::mem::take(&mut request.prefetch);
+    for (key, raw) in extra {
+        if raw.get() != "null" {
+            resources.add_raw(raw.get(), &key);
         }
     }
     if let Some(drafts) = &request.context.draft_orders {
@@ -58,17 +53,6 @@ pub fn plan_prefetch(request: &mut CdsRequest, service: &ServiceDefinition) -> P
         resources.add_draft_orders(drafts, selections);
     }
     PrefetchPlan { resources, missing, continuations }
-}
-
-fn next_link(bundle: &Value) -> Option<String> {
-    bundle
-        .get("link")?
-        .as_array()?
-        .iter()
-        .find(|l| l.get("relation").and_then(Value::as_str) == Some("next"))?
-        .get("url")?
-        .as_str()
-        .map(str::to_string)
 }
 
 /// The result of one evaluation, with what the access log and metrics want to know.

@@ -6,7 +6,7 @@
 pub mod dates;
 pub mod pregnancy;
 
-use crate::fhir::model::{CodeableConcept, Coding, MedicationChoice, Observation, Quantity};
+use crate::fhir::model::{CodeableConcept, Coding, Observation, Quantity};
 use crate::fhir::resources::ResourceSet;
 use crate::rules::conventions::Conventions;
 use crate::rules::valueset::{ValueSetIndex, VsId};
@@ -136,7 +136,8 @@ impl PatientFacts {
                 r.status.clone(),
                 active,
                 false,
-                &r.medication,
+                r.medication_codeable_concept.as_ref(),
+                r.medication_reference.as_ref(),
                 &r.contained,
                 &r.reason_code,
                 r.authored_on.as_deref(),
@@ -154,7 +155,8 @@ impl PatientFacts {
                 s.status.clone(),
                 active,
                 false,
-                &s.medication,
+                s.medication_codeable_concept.as_ref(),
+                s.medication_reference.as_ref(),
                 &s.contained,
                 &s.reason_code,
                 start,
@@ -170,7 +172,8 @@ impl PatientFacts {
                 r.status.clone(),
                 false,
                 d.in_scope,
-                &r.medication,
+                r.medication_codeable_concept.as_ref(),
+                r.medication_reference.as_ref(),
                 &r.contained,
                 &r.reason_code,
                 r.authored_on.as_deref(),
@@ -272,28 +275,26 @@ fn medication_fact(
     status: Option<String>,
     active: bool,
     draft_in_scope: bool,
-    medication: &MedicationChoice,
+    concept: Option<&CodeableConcept>,
+    reference_to: Option<&crate::fhir::model::Reference>,
     contained: &[serde_json::Value],
     reasons: &[CodeableConcept],
     started: Option<&str>,
 ) -> MedicationFact {
     let mut sets = Vec::new();
     let mut label = None;
-    let mut concepts: Vec<CodeableConcept> = Vec::new();
-    if let Some(cc) = &medication.medication_codeable_concept {
-        concepts.push(cc.clone());
+    let resolved =
+        reference_to.and_then(|r| r.reference.as_deref()).and_then(|r| resources.resolve_medication(r, contained));
+    let mut concepts: Vec<&CodeableConcept> = concept.into_iter().collect();
+    if let Some(m) = &resolved {
+        concepts.extend(m.code.iter());
+        concepts.extend(m.ingredient.iter().filter_map(|i| i.item_codeable_concept.as_ref()));
     }
-    if let Some(r) = medication.medication_reference.as_ref().and_then(|r| r.reference.as_deref()) {
-        if let Some(m) = resources.resolve_medication(r, contained) {
-            concepts.extend(m.code.clone());
-            concepts.extend(m.ingredient.iter().filter_map(|i| i.item_codeable_concept.clone()));
-        }
-    }
-    if let Some(display) = medication.medication_reference.as_ref().and_then(|r| r.display.as_deref()) {
+    if let Some(display) = reference_to.and_then(|r| r.display.as_deref()) {
         index.sets_of_ingredient_text(display, &mut sets);
         label.get_or_insert_with(|| display.to_string());
     }
-    for cc in &concepts {
+    for cc in concepts {
         sets_of_concept(cc, index, &mut sets);
         if let Some(text) = &cc.text {
             index.sets_of_ingredient_text(text, &mut sets);

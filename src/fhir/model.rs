@@ -115,16 +115,6 @@ pub struct Condition {
     pub recorded_date: Option<String>,
 }
 
-/// A `medication[x]` choice shared by MedicationRequest and MedicationStatement.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MedicationChoice {
-    #[serde(default)]
-    pub medication_codeable_concept: Option<CodeableConcept>,
-    #[serde(default)]
-    pub medication_reference: Option<Reference>,
-}
-
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MedicationRequest {
@@ -134,8 +124,11 @@ pub struct MedicationRequest {
     pub status: Option<String>,
     #[serde(default)]
     pub intent: Option<String>,
-    #[serde(flatten)]
-    pub medication: MedicationChoice,
+    /// `medication[x]`, kept as two fields: serde's `flatten` would buffer every resource.
+    #[serde(default)]
+    pub medication_codeable_concept: Option<CodeableConcept>,
+    #[serde(default)]
+    pub medication_reference: Option<Reference>,
     #[serde(default)]
     pub authored_on: Option<String>,
     #[serde(default)]
@@ -151,8 +144,10 @@ pub struct MedicationStatement {
     pub id: Option<String>,
     #[serde(default)]
     pub status: Option<String>,
-    #[serde(flatten)]
-    pub medication: MedicationChoice,
+    #[serde(default)]
+    pub medication_codeable_concept: Option<CodeableConcept>,
+    #[serde(default)]
+    pub medication_reference: Option<Reference>,
     #[serde(default)]
     pub effective_date_time: Option<String>,
     #[serde(default)]

@@ -3,6 +3,9 @@
 //! A resource that does not parse is skipped and reported; it never hides the others.
 
 use super::model::*;
+use crate::protocol::request::{fast_head, fast_kind, ResourceHead};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 use std::collections::HashSet;
 
@@ -35,9 +38,123 @@ pub struct ResourceSet {
     seen: HashSet<String>,
 }
 
+/// What a raw prefetch value turned out to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawKind {
+    Bundle { next: Option<String> },
+    OperationOutcome,
+    Resource,
+    Unreadable,
+}
+
+#[derive(Deserialize)]
+struct RawBundle<'a> {
+    #[serde(borrow, default)]
+    entry: Vec<RawEntry<'a>>,
+    #[serde(default)]
+    link: Vec<BundleLink>,
+}
+
+#[derive(Deserialize)]
+struct RawEntry<'a> {
+    #[serde(borrow, default)]
+    resource: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct BundleLink {
+    #[serde(default)]
+    relation: String,
+    #[serde(default)]
+    url: String,
+}
+
 impl ResourceSet {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Adds a prefetch value given as raw JSON text, parsing each resource once, straight
+    /// into its typed model (no intermediate JSON tree). `key` names it in warnings.
+    pub fn add_raw(&mut self, text: &str, key: &str) -> RawKind {
+        let kind: Option<std::borrow::Cow<str>> = match fast_kind(text) {
+            Some(kind) => Some(kind.into()),
+            None => match serde_json::from_str::<ResourceHead>(text) {
+                Ok(head) => head.resource_type,
+                Err(_) => {
+                    self.skip(format!("prefetch.{key}"), "not a FHIR resource".into());
+                    return RawKind::Unreadable;
+                }
+            },
+        };
+        match kind.as_deref() {
+            Some("OperationOutcome") => RawKind::OperationOutcome,
+            Some("Bundle") => match serde_json::from_str::<RawBundle>(text) {
+                Ok(bundle) => {
+                    for (i, entry) in bundle.entry.iter().enumerate() {
+                        match entry.resource {
+                            Some(r) => self.add_raw_resource(r.get(), key, Some(i)),
+                            None => self.skip(format!("prefetch.{key} entry {i}"), "entry has no resource".into()),
+                        }
+                    }
+                    let next =
+                        bundle.link.into_iter().find(|l| l.relation == "next" && !l.url.is_empty()).map(|l| l.url);
+                    RawKind::Bundle { next }
+                }
+                Err(e) => {
+                    self.skip(format!("prefetch.{key}"), format!("Bundle does not parse: {e}"));
+                    RawKind::Unreadable
+                }
+            },
+            _ => {
+                self.add_raw_resource(text, key, None);
+                RawKind::Resource
+            }
+        }
+    }
+
+    fn add_raw_resource(&mut self, text: &str, key: &str, entry: Option<usize>) {
+        let location = |kind: &str, id: Option<&str>| {
+            let at = match entry {
+                Some(i) => format!("prefetch.{key} entry {i}"),
+                None => format!("prefetch.{key}"),
+            };
+            match id {
+                Some(id) => format!("{at} ({kind}/{id})"),
+                None => format!("{at} ({kind})"),
+            }
+        };
+        let head = match fast_head(text) {
+            Some((kind, id)) => ResourceHead { resource_type: Some(kind.into()), id: id.map(Into::into) },
+            None => match serde_json::from_str::<ResourceHead>(text) {
+                Ok(h) => h,
+                Err(e) => return self.skip(location("?", None), format!("not a FHIR resource: {e}")),
+            },
+        };
+        let kind = head.resource_type.as_deref().unwrap_or("");
+        if let Some(id) = head.id.as_deref() {
+            if !self.seen.insert(format!("{kind}/{id}")) {
+                return;
+            }
+        }
+        let parsed = match kind {
+            "Patient" => serde_json::from_str(text).map(|p| {
+                if self.patient.is_none() {
+                    self.patient = Some(p);
+                }
+            }),
+            "Condition" => serde_json::from_str(text).map(|c| self.conditions.push(c)),
+            "MedicationRequest" => serde_json::from_str(text).map(|m| self.medication_requests.push(m)),
+            "MedicationStatement" => serde_json::from_str(text).map(|m| self.medication_statements.push(m)),
+            "Medication" => serde_json::from_str(text).map(|m| self.medications.push(m)),
+            "Observation" => serde_json::from_str(text).map(|o| self.observations.push(o)),
+            "" => return self.skip(location("?", head.id.as_deref()), "no resourceType".into()),
+            _ => Ok(()),
+        };
+        if let Err(e) = parsed {
+            let at = location(kind, head.id.as_deref());
+            self.skip(at, format!("{kind} does not parse: {e}"));
+        }
     }
 
     /// Adds a prefetch value or fetched body: a resource, or a Bundle whose entries are added.

@@ -113,7 +113,7 @@ pub async fn call_service(
         _ => Default::default(),
     };
     let evaluation = evaluate_with_suppressions(&catalog.rules, &request, &resources, now, &suppressed);
-    tracing::info!(
+    tracing::debug!(
         hook_instance = %request.hook_instance,
         service = %id,
         rules = ?evaluation.rule_ids,

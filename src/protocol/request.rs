@@ -6,7 +6,9 @@
 
 use super::schemas::{Document, SchemaError, SchemaSet};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use std::collections::{BTreeMap, HashMap};
 
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -18,10 +20,12 @@ pub struct CdsRequest {
     #[serde(default)]
     pub fhir_authorization: Option<FhirAuthorization>,
     pub context: Context,
-    /// Key -> FHIR resource, OperationOutcome, or `null` ("no data"). A key that is absent
+    /// Key -> FHIR resource, OperationOutcome, or `null` ("no data"), kept as raw JSON so
+    /// that resources are parsed once, straight into typed structs. A key that is absent
     /// means the client did not supply it: the two cases are different (contract §1.5).
     #[serde(default)]
-    pub prefetch: Map<String, Value>,
+    #[schema(value_type = Object)]
+    pub prefetch: BTreeMap<String, Box<RawValue>>,
     #[serde(default)]
     pub extension: Option<Map<String, Value>>,
 }
@@ -112,17 +116,82 @@ impl std::fmt::Display for RequestError {
 
 impl CdsRequest {
     /// Parses and checks a request body for a service that answers `expected_hook`.
+    ///
+    /// The prefetch resources (most of the bytes) are not built into a JSON tree: the schema
+    /// sees each prefetch value as a stub `{"resourceType": …}` (all the request schema
+    /// checks of it), and the raw text is kept for typed parsing by the FHIR layer.
     pub fn parse(body: &[u8], schemas: &SchemaSet, expected_hook: &str) -> Result<Self, RequestError> {
         if body.iter().all(u8::is_ascii_whitespace) {
             return Err(RequestError::Empty);
         }
-        // serde_json keeps its recursion limit (128) on, so deep nesting is an error, not a stack overflow.
-        let value: Value = serde_json::from_slice(body).map_err(|e| RequestError::Malformed(e.to_string()))?;
-        Self::from_value(value, schemas, expected_hook)
+        let text = std::str::from_utf8(body).map_err(|e| RequestError::Malformed(format!("not UTF-8: {e}")))?;
+        // One pass splits the envelope from the raw prefetch values. Anything unusual (not an
+        // object, prefetch not an object, bad JSON) takes the full parse for a precise error.
+        // (A derived struct would also accept a JSON array positionally: objects only.)
+        let is_object = text.trim_start().starts_with('{');
+        let top: TopLevel = match serde_json::from_str(text) {
+            Ok(t) if is_object => t,
+            _ => {
+                let value: Value = serde_json::from_str(text).map_err(|e| RequestError::Malformed(e.to_string()))?;
+                return Self::from_value(value, schemas, expected_hook);
+            }
+        };
+        let mut envelope = Map::new();
+        for (key, raw) in [
+            ("hook", top.hook),
+            ("hookInstance", top.hook_instance),
+            ("fhirServer", top.fhir_server),
+            ("fhirAuthorization", top.fhir_authorization),
+            ("context", top.context),
+            ("extension", top.extension),
+        ] {
+            if let Some(raw) = raw {
+                let value = serde_json::from_str(raw.get()).map_err(|e| RequestError::Malformed(e.to_string()))?;
+                envelope.insert(key.to_string(), value);
+            }
+        }
+        match &top.prefetch {
+            None => {}
+            Some(None) => {
+                envelope.insert("prefetch".into(), Value::Null);
+            }
+            Some(Some(map)) => {
+                let stubs: Map<String, Value> = map.iter().map(|(k, v)| (k.clone(), stub(v))).collect();
+                envelope.insert("prefetch".into(), Value::Object(stubs));
+            }
+        }
+        let mut request = Self::check(Value::Object(envelope), schemas, expected_hook)?;
+        request.prefetch =
+            top.prefetch.flatten().unwrap_or_default().into_iter().map(|(k, v)| (k, v.to_owned())).collect();
+        Ok(request)
     }
 
+    /// The same checks on an already parsed request (used by `eval`, `check` and tests).
     pub fn from_value(value: Value, schemas: &SchemaSet, expected_hook: &str) -> Result<Self, RequestError> {
+        let prefetch = match value.get("prefetch") {
+            Some(Value::Object(map)) => Some(map.clone()),
+            _ => None,
+        };
+        let mut stubbed = value;
+        if let (Some(map), Some(slot)) = (&prefetch, stubbed.get_mut("prefetch")) {
+            *slot = Value::Object(map.iter().map(|(k, v)| (k.clone(), stub_value(v))).collect());
+        }
+        let mut request = Self::check(stubbed, schemas, expected_hook)?;
+        if let Some(map) = prefetch {
+            for (k, v) in map {
+                let raw = serde_json::value::to_raw_value(&v).map_err(|e| RequestError::Malformed(e.to_string()))?;
+                request.prefetch.insert(k, raw);
+            }
+        }
+        Ok(request)
+    }
+
+    fn check(mut value: Value, schemas: &SchemaSet, expected_hook: &str) -> Result<Self, RequestError> {
         schemas.validate(Document::Request, &value).map_err(RequestError::Invalid)?;
+        // Prefetch values are kept raw by the callers; the stubs have served the schema.
+        if let Some(map) = value.as_object_mut() {
+            map.remove("prefetch");
+        }
         let hook = value["hook"].as_str().unwrap_or_default();
         if hook != expected_hook {
             return Err(RequestError::HookMismatch { expected: expected_hook.into(), got: hook.into() });
@@ -168,6 +237,143 @@ impl CdsRequest {
     }
 }
 
+/// The top level of a request, split in one pass: envelope members as raw JSON (parsed
+/// next, they are small), prefetch values as raw JSON (parsed later, once, into typed FHIR).
+/// Unknown members are skipped.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TopLevel<'a> {
+    #[serde(borrow, default)]
+    hook: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    hook_instance: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    fhir_server: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    fhir_authorization: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    context: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    extension: Option<&'a RawValue>,
+    /// Absent → None; `null` → Some(None) (the schema refuses it); an object → its members.
+    #[serde(borrow, default, deserialize_with = "present")]
+    prefetch: Option<Option<HashMap<String, &'a RawValue>>>,
+}
+
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
+/// `resourceType` and `id` of a resource from its leading members, without scanning the
+/// rest: FHIR JSON conventionally starts with them. `None` when the text does not start
+/// that way (the caller then reads it properly).
+pub fn fast_head(text: &str) -> Option<(&str, Option<&str>)> {
+    scan_head(text, true)
+}
+
+/// Only `resourceType`, from the leading members (the rest of the text is not read).
+pub fn fast_kind(text: &str) -> Option<&str> {
+    scan_head(text, false).map(|(k, _)| k)
+}
+
+fn scan_head(text: &str, need_id: bool) -> Option<(&str, Option<&str>)> {
+    let b = text.as_bytes();
+    let mut i = 0;
+    let skip_ws = |i: &mut usize| {
+        while *i < b.len() && b[*i].is_ascii_whitespace() {
+            *i += 1;
+        }
+    };
+    // A JSON string without escapes, starting at b[*i] == '"'.
+    let string = |i: &mut usize| -> Option<&str> {
+        if b.get(*i) != Some(&b'"') {
+            return None;
+        }
+        let start = *i + 1;
+        let len = b[start..].iter().position(|&c| c == b'"' || c == b'\\')?;
+        if b[start + len] != b'"' {
+            return None;
+        }
+        *i = start + len + 1;
+        text.get(start..start + len)
+    };
+    skip_ws(&mut i);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i += 1;
+    let (mut kind, mut id) = (None, None);
+    for _ in 0..4 {
+        skip_ws(&mut i);
+        let key = string(&mut i)?;
+        skip_ws(&mut i);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        i += 1;
+        skip_ws(&mut i);
+        let Some(value) = string(&mut i) else {
+            // A non-string value: stop here; the kind alone may be enough.
+            return if need_id { None } else { kind.map(|k| (k, id)) };
+        };
+        match key {
+            "resourceType" => kind = Some(value),
+            "id" => id = Some(value),
+            _ => {}
+        }
+        if let (Some(k), Some(_)) = (kind, id) {
+            return Some((k, id));
+        }
+        if let (Some(k), false) = (kind, need_id) {
+            return Some((k, None));
+        }
+        skip_ws(&mut i);
+        match b.get(i) {
+            Some(b',') => i += 1,
+            Some(b'}') => return kind.map(|k| (k, id)),
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// The first two top-level members of a resource, read without building the rest.
+#[derive(Deserialize)]
+pub struct ResourceHead<'a> {
+    #[serde(rename = "resourceType", borrow, default)]
+    pub resource_type: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub id: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// What the request schema needs to see of a prefetch value: `null`, or an object with its
+/// `resourceType`. Anything else is passed whole so the schema reports it precisely.
+fn stub(raw: &RawValue) -> Value {
+    let text = raw.get();
+    if text == "null" {
+        return Value::Null;
+    }
+    if let Some(kind) = fast_kind(text) {
+        return serde_json::json!({ "resourceType": kind });
+    }
+    match serde_json::from_str::<ResourceHead>(text) {
+        Ok(ResourceHead { resource_type: Some(kind), .. }) => serde_json::json!({ "resourceType": kind }),
+        Ok(_) => Value::Object(Map::new()),
+        Err(_) => serde_json::from_str(text).unwrap_or(Value::Null),
+    }
+}
+
+fn stub_value(v: &Value) -> Value {
+    match v.get("resourceType") {
+        Some(kind) if v.is_object() => serde_json::json!({ "resourceType": kind }),
+        _ => v.clone(),
+    }
+}
+
 /// `Type/id` of each resource in a draft-orders Bundle.
 pub fn draft_order_references(bundle: Option<&Value>) -> Vec<String> {
     let Some(entries) = bundle.and_then(|b| b.get("entry")).and_then(Value::as_array) else {
@@ -203,7 +409,7 @@ mod tests {
     #[test]
     fn null_prefetch_is_kept_distinct_from_absent() {
         let r = CdsRequest::from_value(pv(), &schemas(), "patient-view").unwrap();
-        assert_eq!(r.prefetch.get("patient"), Some(&Value::Null));
+        assert_eq!(r.prefetch.get("patient").map(|v| v.get()), Some("null"));
         assert!(!r.prefetch.contains_key("conditions"));
     }
 
@@ -234,6 +440,26 @@ mod tests {
         });
         let e = CdsRequest::from_value(v, &schemas(), "order-select").unwrap_err();
         assert!(e.to_string().contains("/context/selections/0"), "{e}");
+    }
+
+    #[test]
+    fn fast_head_reads_leading_members_or_declines() {
+        assert_eq!(
+            fast_head(r#"{"resourceType": "Observation", "id": "o1", "status": {"x": 1}}"#),
+            Some(("Observation", Some("o1")))
+        );
+        assert_eq!(fast_head(r#" { "id":"p", "resourceType":"Patient"} "#), Some(("Patient", Some("p"))));
+        assert_eq!(
+            fast_head(r#"{"resourceType":"Bundle","type":"searchset","entry":[]}"#),
+            None,
+            "id not among leading strings"
+        );
+        assert_eq!(fast_head(r#"{"resourceType":"Bundle"}"#), Some(("Bundle", None)));
+        assert_eq!(fast_head(r#"{"meta":{},"resourceType":"Patient"}"#), None);
+        assert_eq!(fast_head(r#"{"resourceType":"Pat\u0069ent"}"#), None, "escapes decline");
+        assert_eq!(fast_head("[1]"), None);
+        assert_eq!(fast_kind(r#"{"resourceType":"Bundle","entry":[{}]}"#), Some("Bundle"));
+        assert_eq!(fast_kind(r#"{"entry":[{}],"resourceType":"Bundle"}"#), None);
     }
 
     #[test]

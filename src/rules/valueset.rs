@@ -95,10 +95,14 @@ pub fn canonical_system(system: &str) -> &str {
     }
 }
 
-/// ICD-10-CM codes are compared without the dot and in upper case (`R25.2` = `r252`).
+fn needs_canonical_code(system: &str) -> bool {
+    system == "http://hl7.org/fhir/sid/icd-10-cm" || system == "http://www.whocc.no/atc"
+}
+
+/// ICD-10-CM and ATC codes are compared without the dot and in upper case (`R25.2` = `r252`).
 fn canonical_code(system: &str, code: &str) -> String {
-    if system == "http://hl7.org/fhir/sid/icd-10-cm" || system == "http://www.whocc.no/atc" {
-        code.chars().filter(|c| *c != '.').flat_map(char::to_uppercase).collect()
+    if needs_canonical_code(system) {
+        code.trim().chars().filter(|c| *c != '.').flat_map(char::to_uppercase).collect()
     } else {
         code.trim().to_string()
     }
@@ -117,9 +121,10 @@ pub struct ValueSet {
 pub struct ValueSetIndex {
     sets: Vec<ValueSet>,
     by_id: HashMap<String, VsId>,
-    exact: HashMap<(String, String), Vec<VsId>>,
-    /// (system, code prefix) → sets that include the code and its descendants.
-    descendants: HashMap<(String, String), Vec<VsId>>,
+    /// system → code → sets. Nested so that lookups borrow (&str) instead of allocating a key.
+    exact: HashMap<String, HashMap<String, Vec<VsId>>>,
+    /// system → code prefix → sets that include the code and its descendants.
+    descendants: HashMap<String, HashMap<String, Vec<VsId>>>,
     longest_prefix: usize,
     /// ingredient name (lower-case words joined by one space) → sets.
     ingredients: HashMap<String, Vec<VsId>>,
@@ -140,10 +145,12 @@ impl ValueSetIndex {
                 let system = canonical_system(&entry.system).to_string();
                 let code = canonical_code(&system, &entry.code);
                 match entry.r#match.as_deref() {
-                    None | Some("exact") => push_unique(index.exact.entry((system, code)).or_default(), id),
+                    None | Some("exact") => {
+                        push_unique(index.exact.entry(system).or_default().entry(code).or_default(), id)
+                    }
                     Some("descendants") => {
                         index.longest_prefix = index.longest_prefix.max(code.len());
-                        push_unique(index.descendants.entry((system, code)).or_default(), id);
+                        push_unique(index.descendants.entry(system).or_default().entry(code).or_default(), id);
                     }
                     Some(other) => {
                         errors.push((file.id.clone(), format!("unknown match '{other}' for code {}", entry.code)))
@@ -193,22 +200,19 @@ impl ValueSetIndex {
     /// Adds to `out` every value set containing this coding.
     pub fn sets_of_code(&self, system: &str, code: &str, out: &mut Vec<VsId>) {
         let system = canonical_system(system);
-        let code = canonical_code(system, code);
-        // Allocation-free probe would need a borrowed key type; codes are short, so one
-        // String per lookup is cheap next to the JSON parse that produced it.
-        let mut key = (system.to_string(), code);
-        if let Some(ids) = self.exact.get(&key) {
+        let owned;
+        let code = if needs_canonical_code(system) {
+            owned = canonical_code(system, code);
+            owned.as_str()
+        } else {
+            code.trim()
+        };
+        if let Some(ids) = self.exact.get(system).and_then(|codes| codes.get(code)) {
             extend_unique(out, ids);
         }
-        if !self.descendants.is_empty() {
-            let full = std::mem::take(&mut key.1);
-            for end in (1..=full.len().min(self.longest_prefix)).rev() {
-                if !full.is_char_boundary(end) {
-                    continue;
-                }
-                key.1.clear();
-                key.1.push_str(&full[..end]);
-                if let Some(ids) = self.descendants.get(&key) {
+        if let Some(prefixes) = self.descendants.get(system) {
+            for end in 1..=code.len().min(self.longest_prefix) {
+                if let Some(ids) = code.get(..end).and_then(|p| prefixes.get(p)) {
                     extend_unique(out, ids);
                 }
             }
@@ -221,8 +225,9 @@ impl ValueSetIndex {
         if self.ingredients.is_empty() {
             return;
         }
-        let w = words(text);
-        let mut phrase = String::new();
+        let lower = text.to_lowercase();
+        let w: Vec<&str> = lower.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).collect();
+        let mut phrase = String::with_capacity(lower.len());
         for start in 0..w.len() {
             phrase.clear();
             for (n, word) in w[start..].iter().take(self.longest_ingredient_words).enumerate() {
@@ -230,7 +235,7 @@ impl ValueSetIndex {
                     phrase.push(' ');
                 }
                 phrase.push_str(word);
-                if let Some(ids) = self.ingredients.get(&phrase) {
+                if let Some(ids) = self.ingredients.get(phrase.as_str()) {
                     extend_unique(out, ids);
                 }
             }

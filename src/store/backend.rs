@@ -96,8 +96,8 @@ pub trait Backend: Send {
         let result = self.transaction(&mut |tx| {
             for c in issued {
                 tx.exec(
-                    "INSERT INTO issued_cards (card_uuid, service, rule, indicator, hook_instance, patient_key, issued_at)
-                     VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (card_uuid) DO NOTHING",
+                    "INSERT INTO issued_cards (card_uuid, service, rule, indicator, hook_instance, patient_key, issued_at, suggestion_uuids)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (card_uuid) DO NOTHING",
                     &[
                         V::Text(c.card_uuid.clone()),
                         V::Text(c.service.clone()),
@@ -106,14 +106,9 @@ pub trait Backend: Send {
                         V::Text(c.hook_instance.clone()),
                         V::Text(c.patient_key.clone()),
                         V::Text(ts(c.issued_at)),
+                        V::Text(serde_json::to_string(&c.suggestion_uuids).unwrap_or_else(|_| "[]".into())),
                     ],
                 )?;
-                for s in &c.suggestion_uuids {
-                    tx.exec(
-                        "INSERT INTO issued_suggestions (suggestion_uuid, card_uuid) VALUES (?, ?) ON CONFLICT (suggestion_uuid) DO NOTHING",
-                        &[V::Text(s.clone()), V::Text(c.card_uuid.clone())],
-                    )?;
-                }
             }
             for s in suppressed {
                 tx.exec(
@@ -151,22 +146,20 @@ pub trait Backend: Send {
             created.clear();
             for row in rows {
                 let card = tx.query(
-                    "SELECT rule, indicator, patient_key FROM issued_cards WHERE card_uuid = ? AND service = ?",
+                    "SELECT rule, indicator, patient_key, suggestion_uuids FROM issued_cards WHERE card_uuid = ? AND service = ?",
                     &[V::Text(row.card_uuid.clone()), V::Text(service.to_string())],
-                    &[Kind::Text, Kind::Text, Kind::Text],
+                    &[Kind::Text, Kind::Text, Kind::Text, Kind::Text],
                 )?;
                 let card = card.into_iter().next().map(|r| {
                     let mut it = r.into_iter().map(|v| v.text().unwrap_or_default());
-                    (it.next().unwrap_or_default(), it.next().unwrap_or_default(), it.next().unwrap_or_default())
+                    let (rule, indicator, key) =
+                        (it.next().unwrap_or_default(), it.next().unwrap_or_default(), it.next().unwrap_or_default());
+                    let suggestions: Vec<String> = serde_json::from_str(&it.next().unwrap_or_default()).unwrap_or_default();
+                    (rule, indicator, key, suggestions)
                 });
-                if card.is_some() {
+                if let Some((_, _, _, issued_suggestions)) = &card {
                     for (j, s) in row.accepted_suggestions.iter().enumerate() {
-                        let found = tx.query(
-                            "SELECT card_uuid FROM issued_suggestions WHERE suggestion_uuid = ? AND card_uuid = ?",
-                            &[V::Text(s.clone()), V::Text(row.card_uuid.clone())],
-                            &[Kind::Text],
-                        )?;
-                        if found.is_empty() {
+                        if !issued_suggestions.contains(s) {
                             return Err(StoreError::Invalid {
                                 pointer: format!("/feedback/{}/acceptedSuggestions/{j}/id", row.index),
                                 message: format!("'{s}' is not a suggestion of card {}", row.card_uuid),
@@ -199,7 +192,7 @@ pub trait Backend: Send {
                     continue;
                 }
                 receipt.stored += 1;
-                let Some((rule, indicator, patient_key)) = card else {
+                let Some((rule, indicator, patient_key, _)) = card else {
                     receipt.unknown_cards += 1;
                     continue;
                 };
@@ -399,12 +392,14 @@ fn to_sqlite(v: &V) -> rusqlite::types::Value {
 impl Sql for SqliteTx<'_> {
     fn exec(&mut self, sql: &str, params: &[V]) -> Result<u64, StoreError> {
         let p: Vec<rusqlite::types::Value> = params.iter().map(to_sqlite).collect();
-        self.0.execute(sql, rusqlite::params_from_iter(p)).map(|n| n as u64).map_err(db)
+        // Cached statements: recording issues the same few inserts thousands of times.
+        let mut stmt = self.0.prepare_cached(sql).map_err(db)?;
+        stmt.execute(rusqlite::params_from_iter(p)).map(|n| n as u64).map_err(db)
     }
 
     fn query(&mut self, sql: &str, params: &[V], kinds: &[Kind]) -> Result<Vec<Vec<V>>, StoreError> {
         let p: Vec<rusqlite::types::Value> = params.iter().map(to_sqlite).collect();
-        let mut stmt = self.0.prepare(sql).map_err(db)?;
+        let mut stmt = self.0.prepare_cached(sql).map_err(db)?;
         let rows = stmt
             .query_map(rusqlite::params_from_iter(p), |row| {
                 kinds

@@ -10,14 +10,10 @@ pub const MIGRATIONS: &[(i64, &str)] = &[(
         indicator TEXT NOT NULL,
         hook_instance TEXT NOT NULL,
         patient_key TEXT NOT NULL,
-        issued_at TEXT NOT NULL
+        issued_at TEXT NOT NULL,
+        suggestion_uuids TEXT NOT NULL
     );
     CREATE INDEX issued_cards_rule ON issued_cards (rule, issued_at);
-    CREATE TABLE issued_suggestions (
-        suggestion_uuid TEXT PRIMARY KEY,
-        card_uuid TEXT NOT NULL
-    );
-    CREATE INDEX issued_suggestions_card ON issued_suggestions (card_uuid);
     CREATE TABLE feedback (
         fingerprint TEXT PRIMARY KEY,
         service TEXT NOT NULL,

@@ -237,12 +237,12 @@ fn writer_loop(
 ) {
     while let Ok(first) = rx.recv() {
         // Batch whatever else is already queued, and for card records linger briefly so a
-        // busy service writes one transaction per few milliseconds, not one per request.
+        // busy service writes one transaction per 10 ms, not one per request.
         if matches!(first, Command::RecordIssued(_) | Command::RecordSuppressed(_)) {
-            std::thread::sleep(Duration::from_millis(2));
+            std::thread::sleep(Duration::from_millis(10));
         }
         let mut batch = vec![first];
-        while batch.len() < 512 {
+        while batch.len() < 4096 {
             match rx.try_recv() {
                 Ok(c) => batch.push(c),
                 Err(_) => break,

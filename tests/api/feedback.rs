@@ -59,7 +59,7 @@ impl Database {
             std::thread::spawn(move || {
                 let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
                 let mut out = String::new();
-                for table in ["issued_cards", "issued_suggestions", "feedback", "suppressions", "suppressed_cards"] {
+                for table in ["issued_cards", "feedback", "suppressions", "suppressed_cards"] {
                     for row in c.query(&format!("SELECT row_to_json(t)::text FROM {table} t"), &[]).unwrap() {
                         out.push_str(&row.get::<_, String>(0));
                         out.push('\n');
