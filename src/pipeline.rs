@@ -4,8 +4,8 @@
 
 use crate::cards::build_cards;
 use crate::facts::PatientFacts;
-use crate::fhir::resources::RawKind;
 use crate::fhir::ResourceSet;
+use crate::protocol::prefetch::PrefetchValue;
 use crate::protocol::{CdsRequest, CdsResponse, Indicator, ServiceDefinition};
 use crate::rules::{evaluate as evaluate_rules, RuleBook};
 use chrono::{DateTime, Utc};
@@ -32,21 +32,18 @@ pub fn plan_prefetch(request: &mut CdsRequest, service: &ServiceDefinition) -> P
     let mut continuations = Vec::new();
     for (key, template) in &service.prefetch {
         match request.prefetch.remove(key) {
-            None => missing.push((key.clone(), template.clone())),
-            Some(raw) if raw.get() == "null" => {}
-            Some(raw) => match resources.add_raw(raw.get(), key) {
-                RawKind::OperationOutcome => missing.push((key.clone(), template.clone())),
-                RawKind::Bundle { next: Some(next) } => continuations.push((key.clone(), next)),
-                _ => {}
-            },
+            None | Some(PrefetchValue::OperationOutcome) => missing.push((key.clone(), template.clone())),
+            Some(PrefetchValue::Null) => {}
+            Some(value) => {
+                if let Some(next) = resources.add_prefetch(value, key) {
+                    continuations.push((key.clone(), next));
+                }
+            }
         }
     }
     // Keys the service did not ask for are still patient data the client chose to send.
-    let extra = std::mem::take(&mut request.prefetch);
-    for (key, raw) in extra {
-        if raw.get() != "null" {
-            resources.add_raw(raw.get(), &key);
-        }
+    for (key, value) in std::mem::take(&mut request.prefetch) {
+        resources.add_prefetch(value, &key);
     }
     if let Some(drafts) = &request.context.draft_orders {
         let selections = (request.hook == "order-select").then_some(request.context.selections.as_slice());

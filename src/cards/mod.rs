@@ -6,7 +6,7 @@ use crate::facts::PatientFacts;
 use crate::protocol::response::{Action, ActionType, Link, LinkType, SelectionBehavior, Source, Suggestion};
 use crate::protocol::{Card, Coding};
 use crate::rules::eval::{format_number, Evidence};
-use crate::rules::model::Rule;
+use crate::rules::model::{Rule, StaticCardParts};
 use crate::rules::{Finding, RuleBook};
 use serde_json::{json, Map, Value};
 use std::fmt::Write;
@@ -23,13 +23,14 @@ pub fn build_cards(book: &RuleBook, facts: &PatientFacts, findings: &[Finding], 
 
 fn build_card(book: &RuleBook, facts: &PatientFacts, finding: &Finding, patient_id: &str) -> Card {
     let rule = &book.rules[finding.rule];
+    let parts = rule.rendered.get_or_init(|| static_parts(rule));
     let fills = Fills::from_evidence(book, facts, &finding.evidence);
     let template = finding.summary_variant.as_deref().unwrap_or(&rule.card.summary);
     let summary = fills
         .fill(template)
         .or_else(|| rule.card_summary_fallback().map(str::to_string))
         .unwrap_or_else(|| fills.fill_lossy(template));
-    let mut suggestions = lab_order_suggestions(rule, patient_id);
+    let mut suggestions = lab_order_suggestions(parts, patient_id);
     let mut only_deletes = false;
     if let Some(action) = &rule.card.draft_order_action {
         let deletes: Vec<Action> = finding
@@ -67,20 +68,7 @@ fn build_card(book: &RuleBook, facts: &PatientFacts, finding: &Finding, patient_
         (false, true) => Some(SelectionBehavior::AtMostOne),
         (false, false) => Some(SelectionBehavior::Any),
     };
-    let links: Vec<Link> = rule
-        .card
-        .citations
-        .iter()
-        .filter_map(|c| {
-            Some(Link {
-                label: shorten(&c.title, 120),
-                url: c.url.clone()?,
-                kind: LinkType::Absolute,
-                app_context: None,
-                autolaunchable: None,
-            })
-        })
-        .collect();
+    let links = parts.links.clone();
     let mut extension = Map::new();
     extension.insert(
         EVIDENCE_EXTENSION.to_string(),
@@ -92,11 +80,11 @@ fn build_card(book: &RuleBook, facts: &PatientFacts, finding: &Finding, patient_
     Card {
         uuid: Some(card_uuid().to_string()),
         summary,
-        detail: Some(detail(book, facts, rule, finding)),
+        detail: Some(detail(book, facts, rule, parts, finding)),
         indicator: finding.indicator,
         source: Source {
             label: SOURCE_LABEL.to_string(),
-            url: rule.card.citations.iter().find_map(|c| c.url.clone()),
+            url: parts.source_url.clone(),
             icon: None,
             topic: Some(Coding {
                 system: RULE_SYSTEM.into(),
@@ -118,22 +106,89 @@ impl Rule {
     }
 }
 
-fn lab_order_suggestions(rule: &Rule, patient_id: &str) -> Vec<Suggestion> {
-    rule.card
-        .orders
+fn lab_order_suggestions(parts: &StaticCardParts, patient_id: &str) -> Vec<Suggestion> {
+    parts
+        .lab_orders
         .iter()
-        .map(|o| Suggestion {
-            label: shorten(&format!("Order {}", o.display), 100),
-            uuid: Some(card_uuid().to_string()),
-            is_recommended: None,
-            actions: vec![Action {
-                kind: ActionType::Create,
-                description: format!("Order {} (LOINC {})", o.display, o.code),
-                resource: Some(service_request(&o.code, &o.display, patient_id)),
-                resource_id: None,
-            }],
+        .map(|(label, description, template)| {
+            let mut resource = template.clone();
+            resource["subject"] = json!({"reference": format!("Patient/{patient_id}")});
+            Suggestion {
+                label: label.clone(),
+                uuid: Some(card_uuid().to_string()),
+                is_recommended: None,
+                actions: vec![Action {
+                    kind: ActionType::Create,
+                    description: description.clone(),
+                    resource: Some(resource),
+                    resource_id: None,
+                }],
+            }
         })
         .collect()
+}
+
+/// Renders what never changes in a rule's cards (done once per rule, then reused).
+fn static_parts(rule: &Rule) -> StaticCardParts {
+    let mut closing = String::new();
+    if !rule.card.recommendations.is_empty() || !rule.card.orders.is_empty() {
+        closing.push('\n');
+        for r in &rule.card.recommendations {
+            let _ = writeln!(closing, "- {r}");
+        }
+        for o in &rule.card.orders {
+            match &o.when {
+                Some(w) => {
+                    let _ = writeln!(closing, "- Order {} (LOINC {}): {w}", o.display, o.code);
+                }
+                None => {
+                    let _ = writeln!(closing, "- Order {} (LOINC {})", o.display, o.code);
+                }
+            }
+        }
+    }
+    let _ = writeln!(closing, "\n**Sources**");
+    for (i, c) in rule.card.citations.iter().enumerate() {
+        match &c.url {
+            Some(u) => {
+                let _ = writeln!(closing, "{}. [{}]({u})", i + 1, c.title);
+            }
+            None => {
+                let _ = writeln!(closing, "{}. {}", i + 1, c.title);
+            }
+        }
+    }
+    StaticCardParts {
+        what_to_do: format!("\n**What to do**\n\n{}\n", rule.card.detail.trim()),
+        closing: closing.trim_end().to_string(),
+        links: rule
+            .card
+            .citations
+            .iter()
+            .filter_map(|c| {
+                Some(Link {
+                    label: shorten(&c.title, 120),
+                    url: c.url.clone()?,
+                    kind: LinkType::Absolute,
+                    app_context: None,
+                    autolaunchable: None,
+                })
+            })
+            .collect(),
+        source_url: rule.card.citations.iter().find_map(|c| c.url.clone()),
+        lab_orders: rule
+            .card
+            .orders
+            .iter()
+            .map(|o| {
+                (
+                    shorten(&format!("Order {}", o.display), 100),
+                    format!("Order {} (LOINC {})", o.display, o.code),
+                    service_request(&o.code, &o.display, "-"),
+                )
+            })
+            .collect(),
+    }
 }
 
 /// A draft lab order, valid FHIR R4 (status, intent and subject are required).
@@ -248,8 +303,8 @@ fn system_name(system: &str) -> &str {
 }
 
 /// Markdown: why (the evidence), what to do, sources.
-fn detail(book: &RuleBook, facts: &PatientFacts, rule: &Rule, finding: &Finding) -> String {
-    let mut md = String::new();
+fn detail(book: &RuleBook, facts: &PatientFacts, rule: &Rule, parts: &StaticCardParts, finding: &Finding) -> String {
+    let mut md = String::with_capacity(parts.what_to_do.len() + parts.closing.len() + 512);
     let _ = writeln!(md, "**Why this card** ({})", rule.title);
     for e in &finding.evidence {
         if let Some(line) = evidence_line(book, facts, e) {
@@ -259,38 +314,12 @@ fn detail(book: &RuleBook, facts: &PatientFacts, rule: &Rule, finding: &Finding)
     if let Some(reason) = &finding.escalation_reason {
         let _ = writeln!(md, "- Raised to **{}**: {reason}", finding.indicator.as_str());
     }
-    let _ = writeln!(md, "\n**What to do**\n\n{}", rule.card.detail.trim());
+    md.push_str(&parts.what_to_do);
     for n in &finding.notes {
         let _ = writeln!(md, "\n{n}");
     }
-    if !rule.card.recommendations.is_empty() || !rule.card.orders.is_empty() {
-        md.push('\n');
-        for r in &rule.card.recommendations {
-            let _ = writeln!(md, "- {r}");
-        }
-        for o in &rule.card.orders {
-            match &o.when {
-                Some(w) => {
-                    let _ = writeln!(md, "- Order {} (LOINC {}): {w}", o.display, o.code);
-                }
-                None => {
-                    let _ = writeln!(md, "- Order {} (LOINC {})", o.display, o.code);
-                }
-            }
-        }
-    }
-    let _ = writeln!(md, "\n**Sources**");
-    for (i, c) in rule.card.citations.iter().enumerate() {
-        match &c.url {
-            Some(u) => {
-                let _ = writeln!(md, "{}. [{}]({u})", i + 1, c.title);
-            }
-            None => {
-                let _ = writeln!(md, "{}. {}", i + 1, c.title);
-            }
-        }
-    }
-    md.trim_end().to_string()
+    md.push_str(&parts.closing);
+    md
 }
 
 fn evidence_line(book: &RuleBook, facts: &PatientFacts, e: &Evidence) -> Option<String> {

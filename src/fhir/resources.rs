@@ -3,9 +3,8 @@
 //! A resource that does not parse is skipped and reported; it never hides the others.
 
 use super::model::*;
-use crate::protocol::request::{fast_head, fast_kind, ResourceHead};
-use serde::Deserialize;
-use serde_json::value::RawValue;
+use crate::protocol::prefetch::PrefetchValue;
+use crate::protocol::request::{fast_head, ResourceHead};
 use serde_json::Value;
 use std::collections::HashSet;
 
@@ -38,78 +37,33 @@ pub struct ResourceSet {
     seen: HashSet<String>,
 }
 
-/// What a raw prefetch value turned out to be.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RawKind {
-    Bundle { next: Option<String> },
-    OperationOutcome,
-    Resource,
-    Unreadable,
-}
-
-#[derive(Deserialize)]
-struct RawBundle<'a> {
-    #[serde(borrow, default)]
-    entry: Vec<RawEntry<'a>>,
-    #[serde(default)]
-    link: Vec<BundleLink>,
-}
-
-#[derive(Deserialize)]
-struct RawEntry<'a> {
-    #[serde(borrow, default)]
-    resource: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-struct BundleLink {
-    #[serde(default)]
-    relation: String,
-    #[serde(default)]
-    url: String,
-}
-
 impl ResourceSet {
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Adds a prefetch value given as raw JSON text, parsing each resource once, straight
-    /// into its typed model (no intermediate JSON tree). `key` names it in warnings.
-    pub fn add_raw(&mut self, text: &str, key: &str) -> RawKind {
-        let kind: Option<std::borrow::Cow<str>> = match fast_kind(text) {
-            Some(kind) => Some(kind.into()),
-            None => match serde_json::from_str::<ResourceHead>(text) {
-                Ok(head) => head.resource_type,
-                Err(_) => {
-                    self.skip(format!("prefetch.{key}"), "not a FHIR resource".into());
-                    return RawKind::Unreadable;
-                }
-            },
-        };
-        match kind.as_deref() {
-            Some("OperationOutcome") => RawKind::OperationOutcome,
-            Some("Bundle") => match serde_json::from_str::<RawBundle>(text) {
-                Ok(bundle) => {
-                    for (i, entry) in bundle.entry.iter().enumerate() {
-                        match entry.resource {
-                            Some(r) => self.add_raw_resource(r.get(), key, Some(i)),
-                            None => self.skip(format!("prefetch.{key} entry {i}"), "entry has no resource".into()),
-                        }
+    /// Adds a prefetch value: each resource is parsed once, straight into its typed model.
+    /// Returns a Bundle's `next` link, if the client paginated it. `key` names it in warnings.
+    pub fn add_prefetch(&mut self, value: PrefetchValue, key: &str) -> Option<String> {
+        match value {
+            PrefetchValue::Bundle { entries, next } => {
+                for (i, entry) in entries.iter().enumerate() {
+                    match entry {
+                        Some(r) => self.add_raw_resource(r.get(), key, Some(i)),
+                        None => self.skip(format!("prefetch.{key} entry {i}"), "entry has no resource".into()),
                     }
-                    let next =
-                        bundle.link.into_iter().find(|l| l.relation == "next" && !l.url.is_empty()).map(|l| l.url);
-                    RawKind::Bundle { next }
                 }
-                Err(e) => {
-                    self.skip(format!("prefetch.{key}"), format!("Bundle does not parse: {e}"));
-                    RawKind::Unreadable
-                }
-            },
-            _ => {
-                self.add_raw_resource(text, key, None);
-                RawKind::Resource
+                next
             }
+            PrefetchValue::Resource { raw, .. } => {
+                self.add_raw_resource(raw.get(), key, None);
+                None
+            }
+            PrefetchValue::Invalid(_) => {
+                self.skip(format!("prefetch.{key}"), "not a FHIR resource".into());
+                None
+            }
+            PrefetchValue::Null | PrefetchValue::OperationOutcome => None,
         }
     }
 

@@ -6,6 +6,7 @@
 pub mod discovery;
 pub mod feedback;
 pub mod outcome;
+pub mod prefetch;
 pub mod request;
 pub mod response;
 pub mod schemas;

@@ -4,11 +4,12 @@
 //! `schemas/request.schema.json`, its context matched the hook's definition, its hook is the
 //! service's hook and the contract's cross-field invariants hold.
 
+use super::prefetch::PrefetchValue;
 use super::schemas::{Document, SchemaError, SchemaSet};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -25,7 +26,7 @@ pub struct CdsRequest {
     /// means the client did not supply it: the two cases are different (contract §1.5).
     #[serde(default)]
     #[schema(value_type = Object)]
-    pub prefetch: BTreeMap<String, Box<RawValue>>,
+    pub prefetch: BTreeMap<String, PrefetchValue>,
     #[serde(default)]
     pub extension: Option<Map<String, Value>>,
 }
@@ -156,33 +157,29 @@ impl CdsRequest {
                 envelope.insert("prefetch".into(), Value::Null);
             }
             Some(Some(map)) => {
-                let stubs: Map<String, Value> = map.iter().map(|(k, v)| (k.clone(), stub(v))).collect();
+                let stubs: Map<String, Value> = map.iter().map(|(k, v)| (k.clone(), v.schema_stub())).collect();
                 envelope.insert("prefetch".into(), Value::Object(stubs));
             }
         }
         let mut request = Self::check(Value::Object(envelope), schemas, expected_hook)?;
-        request.prefetch =
-            top.prefetch.flatten().unwrap_or_default().into_iter().map(|(k, v)| (k, v.to_owned())).collect();
+        request.prefetch = top.prefetch.flatten().unwrap_or_default();
         Ok(request)
     }
 
     /// The same checks on an already parsed request (used by `eval`, `check` and tests).
     pub fn from_value(value: Value, schemas: &SchemaSet, expected_hook: &str) -> Result<Self, RequestError> {
-        let prefetch = match value.get("prefetch") {
-            Some(Value::Object(map)) => Some(map.clone()),
+        let mut stubbed = value;
+        let prefetch: Option<BTreeMap<String, PrefetchValue>> = match stubbed.get_mut("prefetch") {
+            Some(Value::Object(map)) => {
+                let values: BTreeMap<String, PrefetchValue> =
+                    std::mem::take(map).into_iter().map(|(k, v)| (k, PrefetchValue::from_value(v))).collect();
+                *map = values.iter().map(|(k, v)| (k.clone(), v.schema_stub())).collect();
+                Some(values)
+            }
             _ => None,
         };
-        let mut stubbed = value;
-        if let (Some(map), Some(slot)) = (&prefetch, stubbed.get_mut("prefetch")) {
-            *slot = Value::Object(map.iter().map(|(k, v)| (k.clone(), stub_value(v))).collect());
-        }
         let mut request = Self::check(stubbed, schemas, expected_hook)?;
-        if let Some(map) = prefetch {
-            for (k, v) in map {
-                let raw = serde_json::value::to_raw_value(&v).map_err(|e| RequestError::Malformed(e.to_string()))?;
-                request.prefetch.insert(k, raw);
-            }
-        }
+        request.prefetch = prefetch.unwrap_or_default();
         Ok(request)
     }
 
@@ -256,8 +253,8 @@ struct TopLevel<'a> {
     #[serde(borrow, default)]
     extension: Option<&'a RawValue>,
     /// Absent → None; `null` → Some(None) (the schema refuses it); an object → its members.
-    #[serde(borrow, default, deserialize_with = "present")]
-    prefetch: Option<Option<HashMap<String, &'a RawValue>>>,
+    #[serde(default, deserialize_with = "present")]
+    prefetch: Option<Option<BTreeMap<String, PrefetchValue>>>,
 }
 
 fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
@@ -350,30 +347,6 @@ pub struct ResourceHead<'a> {
     pub id: Option<std::borrow::Cow<'a, str>>,
 }
 
-/// What the request schema needs to see of a prefetch value: `null`, or an object with its
-/// `resourceType`. Anything else is passed whole so the schema reports it precisely.
-fn stub(raw: &RawValue) -> Value {
-    let text = raw.get();
-    if text == "null" {
-        return Value::Null;
-    }
-    if let Some(kind) = fast_kind(text) {
-        return serde_json::json!({ "resourceType": kind });
-    }
-    match serde_json::from_str::<ResourceHead>(text) {
-        Ok(ResourceHead { resource_type: Some(kind), .. }) => serde_json::json!({ "resourceType": kind }),
-        Ok(_) => Value::Object(Map::new()),
-        Err(_) => serde_json::from_str(text).unwrap_or(Value::Null),
-    }
-}
-
-fn stub_value(v: &Value) -> Value {
-    match v.get("resourceType") {
-        Some(kind) if v.is_object() => serde_json::json!({ "resourceType": kind }),
-        _ => v.clone(),
-    }
-}
-
 /// `Type/id` of each resource in a draft-orders Bundle.
 pub fn draft_order_references(bundle: Option<&Value>) -> Vec<String> {
     let Some(entries) = bundle.and_then(|b| b.get("entry")).and_then(Value::as_array) else {
@@ -409,7 +382,7 @@ mod tests {
     #[test]
     fn null_prefetch_is_kept_distinct_from_absent() {
         let r = CdsRequest::from_value(pv(), &schemas(), "patient-view").unwrap();
-        assert_eq!(r.prefetch.get("patient").map(|v| v.get()), Some("null"));
+        assert!(matches!(r.prefetch.get("patient"), Some(PrefetchValue::Null)));
         assert!(!r.prefetch.contains_key("conditions"));
     }
 

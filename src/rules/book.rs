@@ -268,6 +268,7 @@ impl RuleBook {
                 suppresses,
                 tests: r.tests.clone(),
                 must_not_fire: r.must_not_fire.clone(),
+                rendered: std::sync::OnceLock::new(),
             });
         }
         if !errors.is_empty() {

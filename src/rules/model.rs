@@ -179,6 +179,22 @@ pub struct Rule {
     pub suppresses: Vec<usize>,
     pub tests: Vec<TestCase>,
     pub must_not_fire: Vec<String>,
+    /// The parts of this rule's cards that never change, rendered on first use by the
+    /// card builder (see `cards`), so requests do not re-render them.
+    pub rendered: std::sync::OnceLock<StaticCardParts>,
+}
+
+/// The unchanging parts of a rule's card, rendered once by the card builder.
+#[derive(Debug, Clone)]
+pub struct StaticCardParts {
+    /// "**What to do**" and the rule's detail text.
+    pub what_to_do: String,
+    /// Recommendations, orders and sources, after the conditional notes.
+    pub closing: String,
+    pub links: Vec<crate::protocol::Link>,
+    pub source_url: Option<String>,
+    /// (label, action description, ServiceRequest) of each lab order suggestion.
+    pub lab_orders: Vec<(String, String, serde_json::Value)>,
 }
 
 impl Rule {

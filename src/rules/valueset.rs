@@ -54,31 +54,45 @@ pub struct Units {
 impl Units {
     /// Converts a value in `unit` to the canonical unit; `None` if the unit is unknown.
     pub fn to_canonical(&self, value: f64, unit: &str) -> Option<f64> {
-        let u = normalise_unit(unit);
-        if u == normalise_unit(&self.canonical) {
+        if same_unit(unit, &self.canonical) {
             return Some(value);
         }
-        self.factors.iter().find(|(k, _)| normalise_unit(k) == u).map(|(_, f)| value * f)
+        self.factors.iter().find(|(k, _)| same_unit(unit, k)).map(|(_, f)| value * f)
     }
 }
 
 /// Unit strings compared case-insensitively, ignoring spaces and UCUM's curly annotations
 /// on counts (`{beats}/min` = `/min`); `u[IU]` and `µ` spelled the ASCII way.
 pub fn normalise_unit(unit: &str) -> String {
-    let mut out = String::with_capacity(unit.len());
+    unit_chars(unit).collect()
+}
+
+/// The characters of a unit as compared (see [`normalise_unit`]), without allocating.
+fn unit_chars(unit: &str) -> impl Iterator<Item = char> + '_ {
     let mut in_brace = false;
-    for ch in unit.chars() {
-        match ch {
-            '{' => in_brace = true,
-            '}' => in_brace = false,
-            _ if in_brace => {}
-            ' ' => {}
-            'µ' | 'μ' => out.push('u'),
-            '[' | ']' => {}
-            c => out.extend(c.to_lowercase()),
-        }
-    }
-    out
+    unit.chars()
+        .filter(move |&ch| match ch {
+            '{' => {
+                in_brace = true;
+                false
+            }
+            '}' => {
+                in_brace = false;
+                false
+            }
+            _ if in_brace => false,
+            ' ' | '[' | ']' => false,
+            _ => true,
+        })
+        .flat_map(|ch| match ch {
+            'µ' | 'μ' => 'u'.to_lowercase(),
+            c => c.to_lowercase(),
+        })
+}
+
+/// Whether two unit strings name the same unit (case, spaces, annotations aside).
+pub fn same_unit(a: &str, b: &str) -> bool {
+    unit_chars(a).eq(unit_chars(b))
 }
 
 /// Canonical code-system URIs, so that an OID or a common variant matches.
