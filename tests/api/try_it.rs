@@ -158,7 +158,7 @@ fn container_files_are_present_and_consistent() {
     let dockerfile = std::fs::read_to_string(project_path("Dockerfile")).unwrap();
     assert!(dockerfile.lines().filter(|l| l.starts_with("FROM ")).count() >= 2, "multi-stage");
     assert!(dockerfile.contains("HEALTHCHECK"));
-    assert!(dockerfile.contains("USER cds") && dockerfile.contains("useradd"), "runs as non-root");
+    assert!(dockerfile.contains("USER 10001") && dockerfile.contains("--uid 10001"), "runs as non-root");
     // Every COPY source exists.
     for line in dockerfile.lines().filter(|l| l.starts_with("COPY ") && !l.contains("--from")) {
         let parts: Vec<&str> = line.split_whitespace().collect();
