@@ -7,14 +7,12 @@ use crate::pipeline::{evaluate, plan_prefetch};
 use crate::protocol::{CdsRequest, SchemaSet};
 use std::process::ExitCode;
 
+fn compile_schemas() -> Option<SchemaSet> {
+    SchemaSet::compile().map_err(|e| eprintln!("embedded schemas do not compile: {e}")).ok()
+}
+
 pub fn check(args: CheckArgs) -> ExitCode {
-    let schemas = match SchemaSet::compile() {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("embedded schemas do not compile: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    let Some(schemas) = compile_schemas() else { return ExitCode::from(2) };
     let catalog = match Catalog::load(&args.cards, &schemas) {
         Ok(c) => c,
         Err(errors) => {
@@ -55,13 +53,7 @@ pub fn eval(args: EvalArgs) -> ExitCode {
         eprintln!("eval: {msg}");
         ExitCode::from(2)
     };
-    let schemas = match SchemaSet::compile() {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("embedded schemas do not compile: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    let Some(schemas) = compile_schemas() else { return ExitCode::from(2) };
     let catalog = match Catalog::load(&args.cards, &schemas) {
         Ok(c) => c,
         Err(errors) => return fail(format!("the cards directory is invalid:\n{errors}")),

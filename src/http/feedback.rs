@@ -1,7 +1,7 @@
 //! Feedback (`POST /cds-services/{id}/feedback`) and analytics (`GET /analytics/rules`).
 
 use super::error::ApiError;
-use super::routes::{authenticate, read_body, require_json};
+use super::routes::{authenticate, read_json_body};
 use super::AppState;
 use crate::protocol::feedback::{FeedbackRequest, Outcome};
 use crate::protocol::schemas::{Document, SchemaError};
@@ -37,10 +37,7 @@ pub async fn post_feedback(
         return Err(ApiError::UnknownService(id));
     }
     req.extensions_mut().insert(super::middleware::ServiceTag(format!("{id}/feedback")));
-    require_json(&req)?;
-    let body = tokio::time::timeout(state.request_timeout, read_body(&req, payload, state.max_body))
-        .await
-        .map_err(|_| ApiError::RequestTimeout)??;
+    let body = read_json_body(&req, payload, &state).await?;
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::BadRequest(RequestError::Empty));
     }
@@ -135,27 +132,8 @@ pub async fn get_rule_analytics(
         ApiError::Unavailable("the feedback store".into())
     })?;
     // Every rule of the current rule book appears, with zeros when nothing happened yet.
-    let mut rules: BTreeMap<String, RuleAnalytics> = state
-        .catalog
-        .load()
-        .rules
-        .rules
-        .iter()
-        .map(|r| {
-            (
-                r.id.clone(),
-                RuleAnalytics {
-                    rule: r.id.clone(),
-                    issued: 0,
-                    accepted: 0,
-                    overridden: 0,
-                    suppressed: 0,
-                    override_rate: 0.0,
-                    top_override_reasons: Vec::new(),
-                },
-            )
-        })
-        .collect();
+    let mut rules: BTreeMap<String, RuleAnalytics> =
+        state.catalog.load().rules.rules.iter().map(|r| (r.id.clone(), RuleAnalytics::empty(&r.id))).collect();
     for a in stored {
         rules.insert(a.rule.clone(), a);
     }

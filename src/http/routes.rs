@@ -97,10 +97,7 @@ pub async fn call_service(
     authenticate(&req, &state).await?;
     let service = catalog.service(&id).ok_or_else(|| ApiError::UnknownService(id.clone()))?;
     req.extensions_mut().insert(ServiceTag(id.clone()));
-    require_json(&req)?;
-    let body = tokio::time::timeout(state.request_timeout, read_body(&req, payload, state.max_body))
-        .await
-        .map_err(|_| ApiError::RequestTimeout)??;
+    let body = read_json_body(&req, payload, &state).await?;
     let mut request = CdsRequest::parse(&body, &state.schemas, &service.hook)?;
     req.extensions_mut().insert(CallTag { hook_instance: request.hook_instance.clone(), service: id.clone() });
     let plan = plan_prefetch(&mut request, service);
@@ -203,8 +200,20 @@ pub fn method_not_allowed(allowed: &'static str) -> impl Fn() -> futures_util::f
     move || futures_util::future::ready(ApiError::MethodNotAllowed { allowed }.error_response())
 }
 
+/// A JSON body within the size limit and the request timeout.
+pub(super) async fn read_json_body(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<Bytes, ApiError> {
+    require_json(req)?;
+    tokio::time::timeout(state.request_timeout, read_body(req, payload, state.max_body))
+        .await
+        .map_err(|_| ApiError::RequestTimeout)?
+}
+
 /// CDS clients send `application/json`; `+json` types and a missing header are accepted.
-pub(super) fn require_json(req: &HttpRequest) -> Result<(), ApiError> {
+fn require_json(req: &HttpRequest) -> Result<(), ApiError> {
     let Some(value) = req.headers().get(header::CONTENT_TYPE) else {
         return Ok(());
     };
@@ -219,7 +228,7 @@ pub(super) fn require_json(req: &HttpRequest) -> Result<(), ApiError> {
 
 /// Reads the body up to `limit` bytes; a larger body is a 413 (announced by Content-Length
 /// or discovered while reading).
-pub(super) async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<Bytes, ApiError> {
+async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<Bytes, ApiError> {
     let declared =
         req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit.saturating_add(DRAIN_LIMIT)) {

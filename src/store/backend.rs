@@ -301,15 +301,7 @@ pub trait Backend: Send {
 }
 
 fn get<'a>(out: &'a mut BTreeMap<String, RuleAnalytics>, rule: &str) -> &'a mut RuleAnalytics {
-    out.entry(rule.to_string()).or_insert_with(|| RuleAnalytics {
-        rule: rule.to_string(),
-        issued: 0,
-        accepted: 0,
-        overridden: 0,
-        suppressed: 0,
-        override_rate: 0.0,
-        top_override_reasons: Vec::new(),
-    })
+    out.entry(rule.to_string()).or_insert_with(|| RuleAnalytics::empty(rule))
 }
 
 /// Identical feedback items (same service, card, outcome, suggestions, reason, comment and

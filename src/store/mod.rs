@@ -87,6 +87,21 @@ pub struct RuleAnalytics {
     pub top_override_reasons: Vec<ReasonCount>,
 }
 
+impl RuleAnalytics {
+    /// A rule with nothing recorded yet.
+    pub fn empty(rule: &str) -> Self {
+        Self {
+            rule: rule.to_string(),
+            issued: 0,
+            accepted: 0,
+            overridden: 0,
+            suppressed: 0,
+            override_rate: 0.0,
+            top_override_reasons: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ReasonCount {
     pub code: String,
