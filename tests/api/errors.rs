@@ -154,3 +154,44 @@ async fn max_body_is_configurable_by_flag_and_env() {
     let (status, _) = server.post_json("/cds-services/leg-cramp-causes", &req).await;
     assert_eq!(status, 413);
 }
+
+/// A slow client (headers or body trickling in) and a client sending garbage bytes do not
+/// stop the service from answering everyone else; the slow body gets a 408.
+#[tokio::test]
+async fn slow_and_garbage_clients_do_not_block_others() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::builder().args(["--request-timeout", "1s"]).start();
+    let addr = format!("127.0.0.1:{}", server.port);
+    // Several connections hold half-sent headers.
+    let mut idle = Vec::new();
+    for _ in 0..20 {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        s.write_all(b"POST /cds-services/leg-cramp-causes HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        idle.push(s);
+    }
+    // Garbage on another.
+    let mut junk = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    junk.write_all(&[0xde, 0xad, 0xbe, 0xef, b'\r', b'\n', b'\r', b'\n']).await.unwrap();
+    let mut buf = [0u8; 256];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), junk.read(&mut buf)).await.unwrap().unwrap_or(0);
+    let reply = String::from_utf8_lossy(&buf[..n]);
+    assert!(n == 0 || reply.starts_with("HTTP/1.1 400"), "{reply}");
+    // A body that never completes: 408 after the request timeout.
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"POST /cds-services/leg-cramp-causes HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"hook\":")
+        .await
+        .unwrap();
+    // Meanwhile normal calls are served promptly.
+    let started = std::time::Instant::now();
+    for _ in 0..5 {
+        let (status, _) = server.post_json("/cds-services/leg-cramp-causes", &patient_view_request()).await;
+        assert_eq!(status, 200);
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(2), "{:?}", started.elapsed());
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), slow.read_to_end(&mut response)).await;
+    let text = String::from_utf8_lossy(&response);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("OperationOutcome"));
+    drop(idle);
+}
