@@ -102,7 +102,9 @@ pub struct Authenticator {
 impl Authenticator {
     /// Loads every file-based JWKS now (a bad file stops start-up); URL sources are fetched
     /// on first use and cached.
-    pub fn new(issuers: Vec<TrustedIssuer>) -> Result<Self, String> {
+    /// `extra_roots`: CA certificates (PEM) trusted for https JWKS in addition to the
+    /// system's (hospitals often run an internal CA).
+    pub fn new(issuers: Vec<TrustedIssuer>, extra_roots: &[reqwest::Certificate]) -> Result<Self, String> {
         crate::install_crypto_provider();
         let mut keys = HashMap::new();
         for i in &issuers {
@@ -116,6 +118,7 @@ impl Authenticator {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .redirect(reqwest::redirect::Policy::none())
+            .tls_certs_merge(extra_roots.iter().cloned())
             .build()
             .map_err(|e| e.to_string())?;
         Ok(Self {

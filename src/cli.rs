@@ -126,6 +126,10 @@ pub struct ServeArgs {
     /// Private key (PEM, PKCS#8 or RSA/SEC1) for --tls-cert.
     #[arg(long, env = "LEG_CRAMP_CDS_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Extra CA certificates (PEM files, repeatable) trusted for outbound HTTPS: JWK Sets and
+    /// FHIR servers signed by an internal CA.
+    #[arg(long = "ca-cert", env = "LEG_CRAMP_CDS_CA_CERT", value_delimiter = ',')]
+    pub ca_certs: Vec<PathBuf>,
     /// Longest time to receive a request body and answer it.
     #[arg(long, env = "LEG_CRAMP_CDS_REQUEST_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
     pub request_timeout: std::time::Duration,
@@ -172,6 +176,19 @@ impl ServeArgs {
             Some(u) => u.trim_end_matches('/').to_string(),
             None => format!("{}://{}", if self.tls_cert.is_some() { "https" } else { "http" }, self.listen),
         }
+    }
+
+    /// The extra CA certificates, read and parsed.
+    pub fn extra_roots(&self) -> Result<Vec<reqwest::Certificate>, String> {
+        let mut roots = Vec::new();
+        for path in &self.ca_certs {
+            let pem = std::fs::read(path).map_err(|e| format!("--ca-cert {}: {e}", path.display()))?;
+            roots.extend(
+                reqwest::Certificate::from_pem_bundle(&pem)
+                    .map_err(|e| format!("--ca-cert {}: {e}", path.display()))?,
+            );
+        }
+        Ok(roots)
     }
 
     /// The trusted issuers with their tenant and jku allow-lists.

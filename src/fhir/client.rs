@@ -15,6 +15,8 @@ pub struct FhirClientConfig {
     pub allow: Vec<String>,
     /// Also allow any loopback URL (127.0.0.0/8, ::1, localhost): the default without auth.
     pub allow_loopback: bool,
+    /// Extra CA certificates trusted for HTTPS FHIR servers.
+    pub extra_roots: Vec<reqwest::Certificate>,
 }
 
 #[derive(Clone)]
@@ -33,6 +35,7 @@ impl FhirClient {
             .connect_timeout(config.timeout)
             .timeout(config.timeout)
             .pool_idle_timeout(Duration::from_secs(60))
+            .tls_certs_merge(config.extra_roots.iter().cloned())
             .redirect(reqwest::redirect::Policy::custom(|attempt| {
                 // Follow a redirect only within the same scheme, host and port.
                 let same = attempt.previous().last().is_some_and(|prev| {

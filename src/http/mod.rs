@@ -64,8 +64,12 @@ impl Application {
         store: Option<Arc<FeedbackStore>>,
     ) -> anyhow::Result<Self> {
         let issuers = args.issuers().map_err(anyhow::Error::msg)?;
-        let auth =
-            if issuers.is_empty() { None } else { Some(Authenticator::new(issuers).map_err(anyhow::Error::msg)?) };
+        let extra_roots = args.extra_roots().map_err(anyhow::Error::msg)?;
+        let auth = if issuers.is_empty() {
+            None
+        } else {
+            Some(Authenticator::new(issuers, &extra_roots).map_err(anyhow::Error::msg)?)
+        };
         let tls = match (&args.tls_cert, &args.tls_key) {
             (Some(cert), Some(key)) => Some(tls_config(cert, key)?),
             _ => None,
@@ -84,6 +88,7 @@ impl Application {
             // Without authentication the service is a loopback/dev tool: loopback FHIR servers
             // are fine. With it, only explicitly allowed servers are ever called.
             allow_loopback: auth.is_none(),
+            extra_roots,
         })
         .map_err(anyhow::Error::msg)?;
         let state = web::Data::new(AppState {

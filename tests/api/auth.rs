@@ -401,3 +401,109 @@ async fn feedback_needs_a_token_whose_aud_is_the_feedback_url() {
         .unwrap();
     assert_eq!(res.status().as_u16(), 200);
 }
+
+/// An HTTPS server on loopback serving one JWK Set, counting fetches (self-signed, trusted
+/// by the service through --ca-cert).
+struct JwksServer {
+    base: String,
+    hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    ca: tempfile::NamedTempFile,
+    handle: actix_web::dev::ServerHandle,
+}
+
+fn jwks_server() -> JwksServer {
+    use actix_web::{web, App, HttpResponse, HttpServer};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    leg_cramp_cds::install_crypto_provider();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let ca = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(ca.path(), cert.cert.pem()).unwrap();
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into()),
+        )
+        .unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let jwks = std::fs::read_to_string(keys().jwks_file.path()).unwrap();
+    let hits = std::sync::Arc::new(AtomicUsize::new(0));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let counter = hits.clone();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let server = HttpServer::new(move || {
+                let (jwks, counter) = (jwks.clone(), counter.clone());
+                let serve = move || {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    let body = jwks.clone();
+                    async move { HttpResponse::Ok().content_type("application/json").body(body) }
+                };
+                App::new()
+                    .route("/jwks.json", web::get().to(serve.clone()))
+                    .route("/other-jwks.json", web::get().to(serve))
+            })
+            .workers(1)
+            .listen_rustls_0_23(listener, config)
+            .unwrap()
+            .run();
+            tx.send(server.handle()).unwrap();
+            let _ = server.await;
+        });
+    });
+    let handle = rx.recv().unwrap();
+    JwksServer { base: format!("https://localhost:{port}"), hits, ca, handle }
+}
+
+#[tokio::test]
+async fn https_jwks_is_fetched_cached_rate_limited_and_jku_only_when_allowed() {
+    use std::sync::atomic::Ordering;
+    let jwks = jwks_server();
+    let url = format!("{}/jwks.json", jwks.base);
+    let jku = format!("{}/other-jwks.json", jwks.base);
+    let empty = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(empty.path(), r#"{"keys": []}"#).unwrap();
+    let port = free_port();
+    let public = format!("http://127.0.0.1:{port}");
+    let iss2 = "https://second-ehr.example.org";
+    let server = TestServer::builder()
+        .listen(format!("127.0.0.1:{port}"))
+        .args(["--public-url", &public, "--ca-cert", jwks.ca.path().to_str().unwrap()])
+        .args(["--trusted-issuer", &format!("{ISS}={url}")])
+        .args([
+            "--trusted-issuer",
+            &format!("{iss2}={}", empty.path().display()),
+            "--allowed-jku",
+            &format!("{iss2}={jku}"),
+        ])
+        .start();
+    let aud = json!(server.url("/cds-services/leg-cramp-causes"));
+    // Issuer 1: keys come from its https JWKS, fetched once and cached.
+    assert_eq!(call(&server, Some(&es384(&claims(aud.clone())))).await.status().as_u16(), 200);
+    assert_eq!(call(&server, Some(&es384(&claims(aud.clone())))).await.status().as_u16(), 200);
+    assert_eq!(jwks.hits.load(Ordering::SeqCst), 1, "cached");
+    // An unknown kid right after: refused, and no refetch within the rate limit.
+    assert_401(
+        call(&server, Some(&sign(Algorithm::ES384, "rotated-key", &claims(aud.clone()), &keys().ec))).await,
+        "unknown kid",
+    )
+    .await;
+    assert_eq!(jwks.hits.load(Ordering::SeqCst), 1, "rate-limited");
+    // Issuer 2: its own JWKS file is empty; the allow-listed jku supplies the key.
+    let with_jku = |jku: &str| {
+        let mut h = Header::new(Algorithm::ES384);
+        h.kid = Some("ec-1".into());
+        h.typ = Some("JWT".into());
+        h.jku = Some(jku.to_string());
+        let mut c = claims(aud.clone());
+        c["iss"] = json!(iss2);
+        jsonwebtoken::encode(&h, &c, &keys().ec).unwrap()
+    };
+    assert_401(call(&server, Some(&with_jku("https://attacker.example/jwks.json"))).await, "jku not allow-listed")
+        .await;
+    assert_eq!(jwks.hits.load(Ordering::SeqCst), 1, "a foreign jku is never fetched");
+    assert_eq!(call(&server, Some(&with_jku(&jku))).await.status().as_u16(), 200);
+    assert_eq!(jwks.hits.load(Ordering::SeqCst), 2, "the allow-listed jku was fetched");
+    jwks.handle.stop(false).await;
+}
