@@ -229,6 +229,19 @@ pub enum Resource {
 }
 
 impl Resource {
+    /// `resourceType` and `id`.
+    pub fn kind_and_id(&self) -> (&str, Option<&str>) {
+        match self {
+            Resource::Patient(r) => ("Patient", r.id.as_deref()),
+            Resource::Condition(r) => ("Condition", r.id.as_deref()),
+            Resource::MedicationRequest(r) => ("MedicationRequest", r.id.as_deref()),
+            Resource::MedicationStatement(r) => ("MedicationStatement", r.id.as_deref()),
+            Resource::Medication(r) => ("Medication", r.id.as_deref()),
+            Resource::Observation(r) => ("Observation", r.id.as_deref()),
+            Resource::Other(kind) => (kind.as_str(), None),
+        }
+    }
+
     /// Parses one resource by its `resourceType`; `Err` says why it cannot be used.
     pub fn from_value(value: Value) -> Result<Self, String> {
         let kind =

@@ -3,7 +3,7 @@
 //! A resource that does not parse is skipped and reported; it never hides the others.
 
 use super::model::*;
-use crate::protocol::prefetch::PrefetchValue;
+use crate::protocol::prefetch::{Entry, PrefetchValue};
 use crate::protocol::request::{fast_head, ResourceHead};
 use serde_json::Value;
 use std::collections::HashSet;
@@ -47,9 +47,13 @@ impl ResourceSet {
     pub fn add_prefetch(&mut self, value: PrefetchValue, key: &str) -> Option<String> {
         match value {
             PrefetchValue::Bundle { entries, next } => {
-                for (i, entry) in entries.iter().enumerate() {
+                for (i, entry) in entries.into_iter().enumerate() {
                     match entry {
-                        Some(r) => self.add_raw_resource(r.get(), key, Some(i)),
+                        Some(Entry::Typed(r)) => self.add_typed(r),
+                        Some(Entry::Raw(r)) => self.add_raw_resource(r.get(), key, Some(i)),
+                        Some(Entry::Invalid { label, reason }) => {
+                            self.skip(format!("prefetch.{key} entry {i} ({label})"), reason)
+                        }
                         None => self.skip(format!("prefetch.{key} entry {i}"), "entry has no resource".into()),
                     }
                 }
@@ -64,6 +68,28 @@ impl ResourceSet {
                 None
             }
             PrefetchValue::Null | PrefetchValue::OperationOutcome => None,
+        }
+    }
+
+    /// Adds an already typed resource (de-duplicated by type and id).
+    fn add_typed(&mut self, resource: Resource) {
+        if let (kind, Some(id)) = resource.kind_and_id() {
+            if !self.seen.insert(format!("{kind}/{id}")) {
+                return;
+            }
+        }
+        match resource {
+            Resource::Patient(p) => {
+                if self.patient.is_none() {
+                    self.patient = Some(p);
+                }
+            }
+            Resource::Condition(c) => self.conditions.push(c),
+            Resource::MedicationRequest(m) => self.medication_requests.push(m),
+            Resource::MedicationStatement(m) => self.medication_statements.push(m),
+            Resource::Medication(m) => self.medications.push(m),
+            Resource::Observation(o) => self.observations.push(o),
+            Resource::Other(_) => {}
         }
     }
 

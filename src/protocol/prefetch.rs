@@ -1,18 +1,39 @@
 //! Prefetch values as read from the request in a single pass: `null` (no data), a Bundle
-//! whose entries are kept as raw JSON (each parsed later, once, into its typed model, so a
-//! bad resource costs only itself), a single resource kept raw, or an OperationOutcome
-//! (the client's fetch failed). No JSON tree of the resources is ever built.
+//! whose entries are parsed straight into their typed models as the request is read, a
+//! single resource kept raw, or an OperationOutcome (the client's fetch failed). No JSON
+//! tree of the resources is built.
+//!
+//! Fast path: FHIR JSON puts `resourceType` first, so each entry is dispatched on it and
+//! read into its struct in the same pass. If any resource does not parse that way, reading
+//! the request fails and the caller re-reads it the slow, careful way
+//! ([`PrefetchValue::from_value`]): every resource kept raw and parsed on its own, so a bad
+//! one costs only itself.
 
+use crate::fhir::model::Resource;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+/// One Bundle entry's resource.
+// Typed is by far the common variant; boxing it would cost an allocation per resource on
+// the request path for no benefit (entries live in one Vec, briefly).
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+pub enum Entry {
+    /// Read into its typed model while the request was read.
+    Typed(Resource),
+    /// Kept as raw JSON, parsed later on its own (the careful path).
+    Raw(Box<RawValue>),
+    /// Could not be read: kind/id if known, and why.
+    Invalid { label: String, reason: String },
+}
+
 #[derive(Debug, Clone)]
 pub enum PrefetchValue {
     Null,
     Bundle {
-        entries: Vec<Option<Box<RawValue>>>,
+        entries: Vec<Option<Entry>>,
         next: Option<String>,
     },
     OperationOutcome,
@@ -53,6 +74,7 @@ impl PrefetchValue {
                                     e.get_mut("resource")
                                         .map(Value::take)
                                         .and_then(|r| serde_json::value::to_raw_value(&r).ok())
+                                        .map(Entry::Raw)
                                 })
                                 .collect(),
                             _ => Vec::new(),
@@ -82,10 +104,91 @@ fn next_link(links: Option<&Value>) -> Option<String> {
         .map(str::to_string)
 }
 
-#[derive(Deserialize)]
-struct RawEntry {
-    #[serde(default)]
-    resource: Option<Box<RawValue>>,
+/// A Bundle entry: only `resource` is read.
+struct TypedEntry(Option<Entry>);
+
+impl<'de> Deserialize<'de> for TypedEntry {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = TypedEntry;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a Bundle entry")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TypedEntry, A::Error> {
+                let mut resource = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    if key == "resource" {
+                        resource = Some(map.next_value_seed(ResourceSeed)?);
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(TypedEntry(resource))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// Reads a resource in place: dispatch on a leading `resourceType`, then let the typed
+/// struct read the rest of the same object. A resource that does not lead with its type is
+/// buffered and converted (isolated: its failure is an `Invalid` entry).
+struct ResourceSeed;
+
+impl<'de> de::DeserializeSeed<'de> for ResourceSeed {
+    type Value = Entry;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Entry, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ResourceSeed {
+    type Value = Entry;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a FHIR resource")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entry, A::Error> {
+        use serde::de::value::MapAccessDeserializer;
+        let Some(first) = map.next_key::<String>()? else {
+            return Ok(Entry::Invalid { label: "?".into(), reason: "empty resource".into() });
+        };
+        if first == "resourceType" {
+            let kind: String = map.next_value()?;
+            let rest = MapAccessDeserializer::new(map);
+            let resource = match kind.as_str() {
+                "Patient" => Resource::Patient(Deserialize::deserialize(rest)?),
+                "Condition" => Resource::Condition(Deserialize::deserialize(rest)?),
+                "MedicationRequest" => Resource::MedicationRequest(Deserialize::deserialize(rest)?),
+                "MedicationStatement" => Resource::MedicationStatement(Deserialize::deserialize(rest)?),
+                "Medication" => Resource::Medication(Deserialize::deserialize(rest)?),
+                "Observation" => Resource::Observation(Deserialize::deserialize(rest)?),
+                _ => {
+                    IgnoredAny::deserialize(rest)?;
+                    Resource::Other(kind)
+                }
+            };
+            return Ok(Entry::Typed(resource));
+        }
+        let mut members = Map::new();
+        members.insert(first, map.next_value()?);
+        while let Some((k, v)) = map.next_entry::<String, Value>()? {
+            members.insert(k, v);
+        }
+        let label =
+            match (members.get("resourceType").and_then(Value::as_str), members.get("id").and_then(Value::as_str)) {
+                (Some(k), Some(id)) => format!("{k}/{id}"),
+                (Some(k), None) => k.to_string(),
+                _ => "?".to_string(),
+            };
+        Ok(match Resource::from_value(Value::Object(members)) {
+            Ok(r) => Entry::Typed(r),
+            Err(reason) => Entry::Invalid { label, reason },
+        })
+    }
 }
 
 impl<'de> Deserialize<'de> for PrefetchValue {
@@ -139,7 +242,7 @@ impl<'de> Visitor<'de> for PrefetchVisitor {
     /// One pass: Bundle entries are captured raw; the other members (small) become values.
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<PrefetchValue, A::Error> {
         let mut members = Map::new();
-        let mut entries: Option<Vec<RawEntry>> = None;
+        let mut entries: Option<Vec<TypedEntry>> = None;
         while let Some(key) = map.next_key::<String>()? {
             if key == "entry" {
                 entries = Some(map.next_value()?);
@@ -152,18 +255,12 @@ impl<'de> Visitor<'de> for PrefetchVisitor {
         Ok(match kind.as_deref() {
             Some("Bundle") => PrefetchValue::Bundle {
                 next: next_link(members.get("link")),
-                entries: entries.unwrap_or_default().into_iter().map(|e| e.resource).collect(),
+                entries: entries.unwrap_or_default().into_iter().map(|e| e.0).collect(),
             },
             Some("OperationOutcome") => PrefetchValue::OperationOutcome,
             Some(kind) if !kind.is_empty() => {
-                if let Some(entries) = entries {
-                    // Not FHIR for a non-Bundle, but keep it rather than lose data.
-                    let items: Vec<Value> = entries
-                        .into_iter()
-                        .map(|e| serde_json::json!({ "resource": e.resource.and_then(|r| serde_json::from_str::<Value>(r.get()).ok()) }))
-                        .collect();
-                    members.insert("entry".into(), Value::Array(items));
-                }
+                // (An `entry` member on a non-Bundle is not FHIR; it is dropped.)
+                let _ = entries;
                 let raw = serde_json::value::to_raw_value(&members).map_err(de::Error::custom)?;
                 PrefetchValue::Resource { resource_type: kind.to_string(), raw }
             }
