@@ -98,11 +98,18 @@ pub async fn call_service(
     let service = catalog.service(&id).ok_or_else(|| ApiError::UnknownService(id.clone()))?;
     req.extensions_mut().insert(ServiceTag(id.clone()));
     let body = read_json_body(&req, payload, &state).await?;
+    let now = state.fixed_now.unwrap_or_else(chrono::Utc::now);
     let mut request = CdsRequest::parse(&body, &state.schemas, &service.hook)?;
+    if request.extension.as_ref().is_some_and(|e| e.contains_key(crate::samples::SAMPLE_EXTENSION)) {
+        // A sample from samples/ (its dates are relative): move them to now, as `eval` does.
+        let mut value: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(crate::protocol::RequestError::Malformed(e.to_string())))?;
+        crate::samples::resolve(&mut value, now);
+        request = CdsRequest::from_value(value, &state.schemas, &service.hook)?;
+    }
     req.extensions_mut().insert(CallTag { hook_instance: request.hook_instance.clone(), service: id.clone() });
     let plan = plan_prefetch(&mut request, service);
     let resources = complete_prefetch(&state.fhir, &request, plan).await?;
-    let now = state.fixed_now.unwrap_or_else(chrono::Utc::now);
     let patient_id = request.context.patient_id.clone().unwrap_or_default();
     let patient_key = state.store.as_ref().map(|s| s.keyer.key(&patient_id));
     let suppressed = match (&state.store, &patient_key) {

@@ -73,3 +73,17 @@ fn eval_prints_the_expected_cards_for_every_sample() {
         assert!(text.contains(&format!("{} card(s)", rules.len())), "{text}");
     }
 }
+
+#[tokio::test]
+async fn a_sample_posted_as_is_is_evaluated_with_its_dates_moved_to_now() {
+    let server = TestServer::start();
+    for (name, request, expected) in samples() {
+        let service = expected["service"].as_str().unwrap();
+        let (status, body) = server.post_json(&format!("/cds-services/{service}"), &request).await;
+        assert_eq!(status, 200, "{name}");
+        let rules: Vec<&str> =
+            body["cards"].as_array().unwrap().iter().map(|c| c["source"]["topic"]["code"].as_str().unwrap()).collect();
+        let want: Vec<&str> = expected["rules"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
+        assert_eq!(rules, want, "{name}");
+    }
+}
