@@ -25,6 +25,9 @@ pub fn resolve(request: &mut Value, now: DateTime<Utc>) -> i64 {
                 shift_dates(v, days);
             }
         }
+        // Now anchored at the evaluation instant: resolving again changes nothing.
+        request["extension"][SAMPLE_EXTENSION]["anchor"] =
+            Value::String(now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
     }
     days
 }
@@ -108,7 +111,9 @@ mod tests {
         assert_eq!(v["prefetch"]["a"]["birthDate"], "1960-03-10");
         assert_eq!(v["prefetch"]["a"]["code"], "2823-3");
         assert_eq!(v["context"]["patientId"], "2026-06-15x");
-        assert_eq!(v["extension"]["org.leg-cramp-cds.sample"]["anchor"], "2026-06-15T12:00:00Z");
+        assert_eq!(v["extension"]["org.leg-cramp-cds.sample"]["anchor"], "2026-06-25T08:00:00Z");
+        assert_eq!(resolve(&mut v, now), 0, "resolving twice is a no-op");
+        assert_eq!(v["prefetch"]["a"]["effectiveDateTime"], "2026-06-19T12:00:00Z");
         let mut plain = json!({"prefetch": {"d": "2020-01-01"}});
         assert_eq!(resolve(&mut plain, now), 0);
         assert_eq!(plain["prefetch"]["d"], "2020-01-01");

@@ -51,6 +51,8 @@ function resolveSample(request) {
   const out = { ...request };
   if (out.context) out.context = shiftDates(out.context, days);
   if (out.prefetch) out.prefetch = shiftDates(out.prefetch, days);
+  // Anchored at now from here on, so the service does not shift it again.
+  out.extension = { ...out.extension, [SAMPLE_EXT]: { ...out.extension[SAMPLE_EXT], anchor: new Date().toISOString() } };
   return out;
 }
 
