@@ -208,7 +208,10 @@ impl ResourceSet {
     }
 
     fn skip(&mut self, location: String, reason: String) {
-        tracing::warn!(%location, %reason, "FHIR resource skipped");
+        // The log gets where only: the resource id (a Patient id is an identifier) and the
+        // parser's message (it quotes the offending value) go to the response, not the log.
+        let position = location.split(" (").next().unwrap_or("");
+        tracing::warn!(position, "FHIR resource skipped");
         self.skipped.push(SkippedResource { location, reason });
     }
 

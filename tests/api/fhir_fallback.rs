@@ -287,6 +287,9 @@ async fn one_malformed_resource_among_200_is_skipped_and_named() {
     let warnings = body["extension"]["org.leg-cramp-cds.warnings"].as_array().expect("warnings").clone();
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(warnings[0].as_str().unwrap().contains("prefetch.labs entry 100 (Observation/broken)"), "{warnings:?}");
+    // The log says where, but neither the id nor the offending value.
+    assert!(server.wait_for_log("prefetch.labs entry 100").await);
+    assert!(!server.log_text().contains("three point one") && !server.log_text().contains("Observation/broken"));
 }
 
 #[tokio::test]
