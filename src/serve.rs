@@ -74,7 +74,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
         app.run_until_stopped().await?;
         if let Some(store) = store_for_shutdown {
             // Clean shutdown loses nothing: the queue of issued cards is written first.
-            store.shutdown();
+            store.flush();
         }
         tracing::info!("stopped");
         anyhow::Ok(())

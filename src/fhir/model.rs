@@ -242,20 +242,37 @@ impl Resource {
         }
     }
 
+    /// Reads a resource of the given `resourceType` from any serde deserializer: a JSON
+    /// value, JSON text, or the rest of an object already being read. The one dispatch on
+    /// resource type; types the rules do not read are skipped as `Other`.
+    pub fn deserialize_kind<'de, D: serde::Deserializer<'de>>(kind: &str, d: D) -> Result<Self, D::Error> {
+        Ok(match kind {
+            "Patient" => Resource::Patient(Deserialize::deserialize(d)?),
+            "Condition" => Resource::Condition(Deserialize::deserialize(d)?),
+            "MedicationRequest" => Resource::MedicationRequest(Deserialize::deserialize(d)?),
+            "MedicationStatement" => Resource::MedicationStatement(Deserialize::deserialize(d)?),
+            "Medication" => Resource::Medication(Deserialize::deserialize(d)?),
+            "Observation" => Resource::Observation(Deserialize::deserialize(d)?),
+            _ => {
+                serde::de::IgnoredAny::deserialize(d)?;
+                Resource::Other(kind.to_string())
+            }
+        })
+    }
+
     /// Parses one resource by its `resourceType`; `Err` says why it cannot be used.
     pub fn from_value(value: Value) -> Result<Self, String> {
         let kind =
             value.get("resourceType").and_then(Value::as_str).ok_or_else(|| "no resourceType".to_string())?.to_string();
-        let parsed = match kind.as_str() {
-            "Patient" => serde_json::from_value(value).map(Resource::Patient),
-            "Condition" => serde_json::from_value(value).map(Resource::Condition),
-            "MedicationRequest" => serde_json::from_value(value).map(Resource::MedicationRequest),
-            "MedicationStatement" => serde_json::from_value(value).map(Resource::MedicationStatement),
-            "Medication" => serde_json::from_value(value).map(Resource::Medication),
-            "Observation" => serde_json::from_value(value).map(Resource::Observation),
-            _ => return Ok(Resource::Other(kind)),
-        };
-        parsed.map_err(|e| format!("{kind} does not parse: {e}"))
+        Self::deserialize_kind(&kind, value).map_err(|e| format!("{kind} does not parse: {e}"))
+    }
+
+    /// Parses one resource of a known type from JSON text.
+    pub fn from_json(kind: &str, text: &str) -> Result<Self, String> {
+        let mut de = serde_json::Deserializer::from_str(text);
+        Self::deserialize_kind(kind, &mut de)
+            .and_then(|r| de.end().map(|()| r))
+            .map_err(|e| format!("{kind} does not parse: {e}"))
     }
 }
 

@@ -94,50 +94,34 @@ impl ResourceSet {
     }
 
     fn add_raw_resource(&mut self, text: &str, key: &str, entry: Option<usize>) {
-        let location = |kind: &str, id: Option<&str>| {
-            let at = match entry {
-                Some(i) => format!("prefetch.{key} entry {i}"),
-                None => format!("prefetch.{key}"),
-            };
-            match id {
-                Some(id) => format!("{at} ({kind}/{id})"),
-                None => format!("{at} ({kind})"),
-            }
+        let at = match entry {
+            Some(i) => format!("prefetch.{key} entry {i}"),
+            None => format!("prefetch.{key}"),
         };
         let head = match fast_head(text) {
             Some((kind, id)) => ResourceHead { resource_type: Some(kind.into()), id: id.map(Into::into) },
             None => match serde_json::from_str::<ResourceHead>(text) {
                 Ok(h) => h,
-                Err(e) => return self.skip(location("?", None), format!("not a FHIR resource: {e}")),
+                Err(e) => return self.skip(at, format!("not a FHIR resource: {e}")),
             },
         };
-        let kind = head.resource_type.as_deref().unwrap_or("");
-        if let Some(id) = head.id.as_deref() {
-            if !self.seen.insert(format!("{kind}/{id}")) {
-                return;
-            }
-        }
-        let parsed = match kind {
-            "Patient" => serde_json::from_str(text).map(|p| {
-                if self.patient.is_none() {
-                    self.patient = Some(p);
-                }
-            }),
-            "Condition" => serde_json::from_str(text).map(|c| self.conditions.push(c)),
-            "MedicationRequest" => serde_json::from_str(text).map(|m| self.medication_requests.push(m)),
-            "MedicationStatement" => serde_json::from_str(text).map(|m| self.medication_statements.push(m)),
-            "Medication" => serde_json::from_str(text).map(|m| self.medications.push(m)),
-            "Observation" => serde_json::from_str(text).map(|o| self.observations.push(o)),
-            "" => return self.skip(location("?", head.id.as_deref()), "no resourceType".into()),
-            _ => Ok(()),
+        let Some(kind) = head.resource_type.as_deref().filter(|k| !k.is_empty()) else {
+            return self.skip(at, "no resourceType".into());
         };
-        if let Err(e) = parsed {
-            let at = location(kind, head.id.as_deref());
-            self.skip(at, format!("{kind} does not parse: {e}"));
+        match Resource::from_json(kind, text) {
+            Ok(resource) => self.add_typed(resource),
+            Err(reason) => {
+                let label = match head.id.as_deref() {
+                    Some(id) => format!("{at} ({kind}/{id})"),
+                    None => format!("{at} ({kind})"),
+                };
+                self.skip(label, reason)
+            }
         }
     }
 
-    /// Adds a prefetch value or fetched body: a resource, or a Bundle whose entries are added.
+    /// Adds a JSON value (fetched from a FHIR server, or built by tests): a resource, or a
+    /// Bundle whose entries are added.
     pub fn add_value(&mut self, value: Value, location: &str) {
         if value.get("resourceType").and_then(Value::as_str) == Some("Bundle") {
             let Value::Object(mut bundle) = value else { return };
@@ -146,7 +130,6 @@ impl ResourceSet {
                 _ => Vec::new(),
             };
             for (i, mut entry) in entries.into_iter().enumerate() {
-                // Search results may include OperationOutcome entries (search mode "outcome").
                 match entry.get_mut("resource").map(Value::take) {
                     Some(resource) => self.add_resource(resource, &format!("{location} entry {i}")),
                     None => self.skip(format!("{location} entry {i}"), "entry has no resource".into()),
@@ -158,30 +141,13 @@ impl ResourceSet {
     }
 
     pub fn add_resource(&mut self, value: Value, location: &str) {
-        let kind = value.get("resourceType").and_then(Value::as_str).unwrap_or("").to_string();
-        let id = value.get("id").and_then(Value::as_str).map(str::to_string);
-        let label = match &id {
-            Some(id) => format!("{location} ({kind}/{id})"),
-            None => format!("{location} ({kind})"),
+        let label = match (value.get("resourceType").and_then(Value::as_str), value.get("id").and_then(Value::as_str)) {
+            (Some(kind), Some(id)) => format!("{location} ({kind}/{id})"),
+            (Some(kind), None) => format!("{location} ({kind})"),
+            _ => location.to_string(),
         };
-        if let Some(id) = &id {
-            // The same resource often arrives twice (e.g. in `labs` and `vitals`).
-            if !self.seen.insert(format!("{kind}/{id}")) {
-                return;
-            }
-        }
         match Resource::from_value(value) {
-            Ok(Resource::Patient(p)) => {
-                if self.patient.is_none() {
-                    self.patient = Some(p);
-                }
-            }
-            Ok(Resource::Condition(c)) => self.conditions.push(c),
-            Ok(Resource::MedicationRequest(m)) => self.medication_requests.push(m),
-            Ok(Resource::MedicationStatement(m)) => self.medication_statements.push(m),
-            Ok(Resource::Medication(m)) => self.medications.push(m),
-            Ok(Resource::Observation(o)) => self.observations.push(o),
-            Ok(Resource::Other(_)) => {}
+            Ok(resource) => self.add_typed(resource),
             Err(reason) => self.skip(label, reason),
         }
     }

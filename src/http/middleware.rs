@@ -12,16 +12,14 @@ use futures_util::FutureExt;
 use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 
-/// Set by handlers so the access log can name the call without reading the body.
-#[derive(Clone, Debug)]
-pub struct CallTag {
-    pub hook_instance: String,
-    pub service: String,
-}
-
-/// Set as soon as a handler knows which (existing) service is called, for metrics labels.
+/// Set as soon as a handler knows which (existing) service is called: the metrics label
+/// and the access log's `service`.
 #[derive(Clone, Debug)]
 pub struct ServiceTag(pub String);
+
+/// Set once the request is parsed, so the access log can name the call.
+#[derive(Clone, Debug)]
+pub struct HookInstanceTag(pub String);
 
 /// A bounded label for metrics: the service id when known, else the endpoint family.
 fn endpoint_label(req: &actix_web::HttpRequest) -> String {
@@ -69,13 +67,11 @@ pub async fn observe(
             let res = normalise_error_body(res.map_into_boxed_body());
             let status = res.status().as_u16();
             observe_metrics(res.request(), status, latency_ms / 1000.0);
-            match res.request().extensions().get::<CallTag>() {
-                Some(t) => tracing::info!(
-                    %method, %path, status, latency_ms,
-                    hook_instance = %t.hook_instance, service = %t.service, "request"
-                ),
-                None => tracing::info!(%method, %path, status, latency_ms, "request"),
-            }
+            let extensions = res.request().extensions();
+            let service = extensions.get::<ServiceTag>().map(|t| t.0.as_str());
+            let hook_instance = extensions.get::<HookInstanceTag>().map(|t| t.0.as_str());
+            tracing::info!(%method, %path, status, latency_ms, hook_instance, service, "request");
+            drop(extensions);
             Ok(res)
         }
         Ok(Err(err)) => {

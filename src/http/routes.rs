@@ -1,7 +1,7 @@
 //! Handlers, one per endpoint. Each does HTTP work only and hands the rest to the pipeline.
 
 use super::error::ApiError;
-use super::middleware::{CallTag, ServiceTag};
+use super::middleware::{HookInstanceTag, ServiceTag};
 use super::AppState;
 use crate::fhir::client::{render_template, FhirClient};
 use crate::fhir::ResourceSet;
@@ -107,7 +107,7 @@ pub async fn call_service(
         crate::samples::resolve(&mut value, now);
         request = CdsRequest::from_value(value, &state.schemas, &service.hook)?;
     }
-    req.extensions_mut().insert(CallTag { hook_instance: request.hook_instance.clone(), service: id.clone() });
+    req.extensions_mut().insert(HookInstanceTag(request.hook_instance.clone()));
     let plan = plan_prefetch(&mut request, service);
     let resources = complete_prefetch(&state.fhir, &request, plan).await?;
     let patient_id = request.context.patient_id.clone().unwrap_or_default();

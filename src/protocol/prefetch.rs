@@ -158,19 +158,7 @@ impl<'de> Visitor<'de> for ResourceSeed {
         };
         if first == "resourceType" {
             let kind: String = map.next_value()?;
-            let rest = MapAccessDeserializer::new(map);
-            let resource = match kind.as_str() {
-                "Patient" => Resource::Patient(Deserialize::deserialize(rest)?),
-                "Condition" => Resource::Condition(Deserialize::deserialize(rest)?),
-                "MedicationRequest" => Resource::MedicationRequest(Deserialize::deserialize(rest)?),
-                "MedicationStatement" => Resource::MedicationStatement(Deserialize::deserialize(rest)?),
-                "Medication" => Resource::Medication(Deserialize::deserialize(rest)?),
-                "Observation" => Resource::Observation(Deserialize::deserialize(rest)?),
-                _ => {
-                    IgnoredAny::deserialize(rest)?;
-                    Resource::Other(kind)
-                }
-            };
+            let resource = Resource::deserialize_kind(&kind, MapAccessDeserializer::new(map))?;
             return Ok(Entry::Typed(resource));
         }
         let mut members = Map::new();

@@ -269,15 +269,6 @@ where
 /// rest: FHIR JSON conventionally starts with them. `None` when the text does not start
 /// that way (the caller then reads it properly).
 pub fn fast_head(text: &str) -> Option<(&str, Option<&str>)> {
-    scan_head(text, true)
-}
-
-/// Only `resourceType`, from the leading members (the rest of the text is not read).
-pub fn fast_kind(text: &str) -> Option<&str> {
-    scan_head(text, false).map(|(k, _)| k)
-}
-
-fn scan_head(text: &str, need_id: bool) -> Option<(&str, Option<&str>)> {
     let b = text.as_bytes();
     let mut i = 0;
     let skip_ws = |i: &mut usize| {
@@ -313,10 +304,7 @@ fn scan_head(text: &str, need_id: bool) -> Option<(&str, Option<&str>)> {
         }
         i += 1;
         skip_ws(&mut i);
-        let Some(value) = string(&mut i) else {
-            // A non-string value: stop here; the kind alone may be enough.
-            return if need_id { None } else { kind.map(|k| (k, id)) };
-        };
+        let value = string(&mut i)?;
         match key {
             "resourceType" => kind = Some(value),
             "id" => id = Some(value),
@@ -324,9 +312,6 @@ fn scan_head(text: &str, need_id: bool) -> Option<(&str, Option<&str>)> {
         }
         if let (Some(k), Some(_)) = (kind, id) {
             return Some((k, id));
-        }
-        if let (Some(k), false) = (kind, need_id) {
-            return Some((k, None));
         }
         skip_ws(&mut i);
         match b.get(i) {
@@ -431,8 +416,6 @@ mod tests {
         assert_eq!(fast_head(r#"{"meta":{},"resourceType":"Patient"}"#), None);
         assert_eq!(fast_head(r#"{"resourceType":"Pat\u0069ent"}"#), None, "escapes decline");
         assert_eq!(fast_head("[1]"), None);
-        assert_eq!(fast_kind(r#"{"resourceType":"Bundle","entry":[{}]}"#), Some("Bundle"));
-        assert_eq!(fast_kind(r#"{"entry":[{}],"resourceType":"Bundle"}"#), None);
     }
 
     #[test]

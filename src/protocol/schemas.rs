@@ -43,7 +43,6 @@ impl std::fmt::Display for SchemaError {
 pub enum Document {
     Request,
     Response,
-    Card,
     Discovery,
     Feedback,
     Rule,
@@ -84,7 +83,6 @@ impl SchemaSet {
         for (doc, file) in [
             (Document::Request, "request.schema.json"),
             (Document::Response, "response.schema.json"),
-            (Document::Card, "card.schema.json"),
             (Document::Discovery, "discovery.schema.json"),
             (Document::Feedback, "feedback.schema.json"),
             (Document::Rule, "rule.schema.json"),

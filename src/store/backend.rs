@@ -289,14 +289,15 @@ pub trait Backend: Send {
             )?;
             Ok(())
         })?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|r| {
-                let mut it = r.into_iter().map(|v| v.text().unwrap_or_default());
-                let (p, rule, until) = (it.next()?, it.next()?, it.next()?);
-                Some(((p, rule), parse_ts(&until)?))
-            })
-            .collect())
+        let mut map = SuppressionMap::new();
+        for r in rows {
+            let mut it = r.into_iter().map(|v| v.text().unwrap_or_default());
+            if let (Some(p), Some(rule), Some(until)) = (it.next(), it.next(), it.next().as_deref().and_then(parse_ts))
+            {
+                super::suppress(&mut map, &p, &rule, until);
+            }
+        }
+        Ok(map)
     }
 }
 

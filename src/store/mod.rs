@@ -22,7 +22,6 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::mpsc;
 use std::sync::{Arc, RwLock};
-use std::thread::JoinHandle;
 use std::time::Duration;
 use tokio::sync::oneshot;
 
@@ -127,13 +126,22 @@ enum Command {
     Flush(std::sync::mpsc::Sender<()>),
 }
 
-type SuppressionMap = HashMap<(String, String), DateTime<Utc>>;
+/// patient key → rule → suppressed until. Keyed by patient first: a request looks up one
+/// patient, whatever the number of suppressions stored.
+type SuppressionMap = HashMap<String, HashMap<String, DateTime<Utc>>>;
+
+/// Records a suppression, keeping the later end when one already exists (as the SQL does).
+fn suppress(map: &mut SuppressionMap, patient: &str, rule: &str, until: DateTime<Utc>) {
+    let slot = map.entry(patient.to_string()).or_default().entry(rule.to_string()).or_insert(until);
+    if *slot < until {
+        *slot = until;
+    }
+}
 
 /// Handle to the store; cheap to share.
 pub struct FeedbackStore {
     tx: mpsc::Sender<Command>,
     suppressions: Arc<RwLock<SuppressionMap>>,
-    writer: std::sync::Mutex<Option<JoinHandle<()>>>,
     pub keyer: PatientKeyer,
     pub backend_name: &'static str,
 }
@@ -169,7 +177,7 @@ impl FeedbackStore {
         let suppressions = Arc::new(RwLock::new(backend.active_suppressions(clock())?));
         let (tx, rx) = mpsc::channel();
         let mirror = suppressions.clone();
-        let writer = std::thread::Builder::new()
+        std::thread::Builder::new()
             .name("feedback-store".into())
             .spawn(move || writer_loop(backend, rx, mirror, clock))
             .map_err(|e| StoreError::Config(e.to_string()))?;
@@ -184,14 +192,16 @@ impl FeedbackStore {
                 })
                 .map_err(|e| StoreError::Config(e.to_string()))?;
         }
-        Ok(Self { tx, suppressions, writer: std::sync::Mutex::new(Some(writer)), keyer, backend_name })
+        Ok(Self { tx, suppressions, keyer, backend_name })
     }
 
     /// Rules suppressed for this patient at `now` (info/warning cards of these rules are
     /// not issued). Reads the in-memory mirror only.
     pub fn suppressed_rules(&self, patient_key: &str, now: DateTime<Utc>) -> HashSet<String> {
         let map = self.suppressions.read().unwrap_or_else(|e| e.into_inner());
-        map.iter().filter(|((p, _), until)| p == patient_key && **until > now).map(|((_, r), _)| r.clone()).collect()
+        map.get(patient_key)
+            .map(|rules| rules.iter().filter(|(_, until)| **until > now).map(|(r, _)| r.clone()).collect())
+            .unwrap_or_default()
     }
 
     /// Queues issued cards for recording (off the request path).
@@ -230,16 +240,6 @@ impl FeedbackStore {
         let (tx, rx) = std::sync::mpsc::channel();
         if self.tx.send(Command::Flush(tx)).is_ok() {
             let _ = rx.recv_timeout(Duration::from_secs(30));
-        }
-    }
-
-    /// Drains the queue and stops the writer (clean shutdown loses nothing).
-    pub fn shutdown(&self) {
-        self.flush();
-        if let Some(handle) = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            // The writer ends when every sender is gone; ours is dropped with the store, so
-            // only detach here after the flush has confirmed the queue is empty.
-            drop(handle);
         }
     }
 }
@@ -289,7 +289,7 @@ fn writer_loop(
                             if let Ok((_, new)) = &result {
                                 let mut map = mirror.write().unwrap_or_else(|e| e.into_inner());
                                 for (patient, rule, until) in new {
-                                    map.insert((patient.clone(), rule.clone()), *until);
+                                    suppress(&mut map, patient, rule, *until);
                                 }
                             }
                             let _ = reply.send(result.map(|(receipt, _)| receipt));
@@ -310,5 +310,24 @@ fn writer_loop(
             }
         }
         flush_records(&mut backend, &mut issued, &mut suppressed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_suppression_keeps_its_later_end_and_is_looked_up_per_patient() {
+        let t = |s: &str| -> DateTime<Utc> { s.parse().unwrap() };
+        let mut map = SuppressionMap::new();
+        suppress(&mut map, "p1", "rule-a", t("2026-07-15T00:00:00Z"));
+        suppress(&mut map, "p1", "rule-a", t("2026-07-01T00:00:00Z"));
+        assert_eq!(map["p1"]["rule-a"], t("2026-07-15T00:00:00Z"), "an earlier end never shortens it");
+        suppress(&mut map, "p1", "rule-a", t("2026-08-01T00:00:00Z"));
+        assert_eq!(map["p1"]["rule-a"], t("2026-08-01T00:00:00Z"));
+        suppress(&mut map, "p2", "rule-b", t("2026-08-01T00:00:00Z"));
+        assert_eq!(map.len(), 2);
+        assert!(!map["p1"].contains_key("rule-b"));
     }
 }
