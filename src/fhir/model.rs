@@ -67,6 +67,22 @@ pub struct Reference {
     pub display: Option<String>,
 }
 
+/// A free-text note (`Annotation`); only its text is read.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct Annotation {
+    #[serde(default)]
+    pub text: Option<String>,
+}
+
+/// `Dosage`: the route and dose text are read (parenteral magnesium is not a supplement).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct Dosage {
+    #[serde(default)]
+    pub text: Option<String>,
+    #[serde(default)]
+    pub route: Option<CodeableConcept>,
+}
+
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 pub struct Range {
     #[serde(default)]
@@ -113,6 +129,8 @@ pub struct Condition {
     pub onset_period: Option<Period>,
     #[serde(default)]
     pub recorded_date: Option<String>,
+    #[serde(default)]
+    pub subject: Option<Reference>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -133,6 +151,12 @@ pub struct MedicationRequest {
     pub authored_on: Option<String>,
     #[serde(default)]
     pub reason_code: Vec<CodeableConcept>,
+    #[serde(default)]
+    pub reason_reference: Vec<Reference>,
+    #[serde(default)]
+    pub dosage_instruction: Vec<Dosage>,
+    #[serde(default)]
+    pub subject: Option<Reference>,
     #[serde(default)]
     pub contained: Vec<Value>,
 }
@@ -157,6 +181,12 @@ pub struct MedicationStatement {
     #[serde(default)]
     pub reason_code: Vec<CodeableConcept>,
     #[serde(default)]
+    pub reason_reference: Vec<Reference>,
+    #[serde(default)]
+    pub dosage: Vec<Dosage>,
+    #[serde(default)]
+    pub subject: Option<Reference>,
+    #[serde(default)]
     pub contained: Vec<Value>,
 }
 
@@ -172,6 +202,9 @@ pub struct Medication {
     pub id: Option<String>,
     #[serde(default)]
     pub code: Option<CodeableConcept>,
+    /// Dose form (e.g. "Injectable Solution"): tells a parenteral product from an oral one.
+    #[serde(default)]
+    pub form: Option<CodeableConcept>,
     #[serde(default)]
     pub ingredient: Vec<Ingredient>,
 }
@@ -214,6 +247,15 @@ pub struct Observation {
     pub reference_range: Vec<ReferenceRange>,
     #[serde(default)]
     pub component: Vec<ObservationComponent>,
+    #[serde(default)]
+    pub subject: Option<Reference>,
+    /// Read for specimen problems (a haemolysed potassium is not believed when high).
+    #[serde(default)]
+    pub note: Vec<Annotation>,
+    #[serde(default)]
+    pub interpretation: Vec<CodeableConcept>,
+    #[serde(default)]
+    pub specimen: Option<Reference>,
 }
 
 /// A resource of a type the rules read, or `Other` for everything else (kept only by type).
