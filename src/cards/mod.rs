@@ -1,90 +1,95 @@
 //! Card building: findings → CDS Hooks 2.0.1 cards. The summary is the rule's template with
-//! its placeholders filled; the detail says why (the exact facts, with values and dates),
-//! what to do, and the sources; suggestions are real FHIR actions.
+//! its placeholders filled by the values decided on; the detail says why (the exact facts,
+//! with values and dates), what to do, and any source without a link; citations with a link
+//! are the card's links (each source appears once). Suggestions are real FHIR actions, and a
+//! lab order appears once per response.
 
-use crate::facts::PatientFacts;
+mod evidence;
+mod merge;
+mod orders;
+
+pub use orders::service_request;
+
+use crate::facts::{MedicationSource, PatientFacts};
 use crate::protocol::response::{Action, ActionType, Link, LinkType, SelectionBehavior, Source, Suggestion};
 use crate::protocol::{Card, Coding};
-use crate::rules::eval::{format_number, Evidence};
-use crate::rules::model::{Rule, StaticCardParts};
+use crate::rules::eval::Evidence;
+use crate::rules::model::Rule;
+use crate::rules::placeholder::{self, format_value, shorten, Placeholder};
 use crate::rules::{Finding, RuleBook};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Map};
+use std::collections::HashSet;
 use std::fmt::Write;
 
 pub const SOURCE_LABEL: &str = "Leg Cramp CDS";
 pub const RULE_SYSTEM: &str = "urn:leg-cramp-cds:rule";
 /// Reverse-domain key of the machine-readable evidence in each card's `extension`.
 pub const EVIDENCE_EXTENSION: &str = "org.leg-cramp-cds.evidence";
-const DRUG_WIDTH: usize = 40;
+/// The rules a merged card stands for (feedback and analytics count each of them).
+pub const RULES_EXTENSION: &str = "org.leg-cramp-cds.rules";
 
+/// Cards in display order. Merged groups become one card at the place of their first member;
+/// each lab code is offered once, on the highest-ranked card that suggests it.
 pub fn build_cards(book: &RuleBook, facts: &PatientFacts, findings: &[Finding], patient_id: &str) -> Vec<Card> {
-    findings.iter().map(|f| build_card(book, facts, f, patient_id)).collect()
-}
-
-fn build_card(book: &RuleBook, facts: &PatientFacts, finding: &Finding, patient_id: &str) -> Card {
-    let rule = &book.rules[finding.rule];
-    let parts = rule.rendered.get_or_init(|| static_parts(rule));
-    let fills = Fills::from_evidence(book, facts, &finding.evidence);
-    let template = finding.summary_variant.as_deref().unwrap_or(&rule.card.summary);
-    let summary = fills
-        .fill(template)
-        .or_else(|| rule.card_summary_fallback().map(str::to_string))
-        .unwrap_or_else(|| fills.fill_lossy(template));
-    let mut suggestions = lab_order_suggestions(parts, patient_id);
-    let mut only_deletes = false;
-    if let Some(action) = &rule.card.draft_order_action {
-        let deletes: Vec<Action> = finding
-            .evidence
-            .iter()
-            .filter_map(|e| match e {
-                Evidence::Medication(i)
-                    if facts.medications[*i].source == crate::facts::MedicationSource::DraftOrder =>
-                {
-                    Some(Action {
-                        kind: ActionType::Delete,
-                        description: action.description.clone(),
-                        resource: None,
-                        resource_id: Some(facts.medications[*i].reference.clone()),
-                    })
-                }
-                _ => None,
-            })
-            .collect();
-        if !deletes.is_empty() {
-            only_deletes = suggestions.is_empty();
-            suggestions.insert(
-                0,
-                Suggestion {
-                    label: action.label.clone(),
-                    uuid: Some(card_uuid().to_string()),
-                    is_recommended: Some(true),
-                    actions: deletes,
-                },
-            );
+    let groups = merge::groups(book, findings);
+    let mut offered = HashSet::new();
+    let mut cards = Vec::with_capacity(findings.len());
+    let mut done = vec![false; findings.len()];
+    for i in 0..findings.len() {
+        if done[i] {
+            continue;
+        }
+        match groups.iter().find(|(_, members)| members.contains(&i)) {
+            Some((merged, members)) => {
+                members.iter().for_each(|&m| done[m] = true);
+                let group: Vec<&Finding> = members.iter().map(|&m| &findings[m]).collect();
+                cards.push(merge::card(book, facts, &book.policy.merged[*merged], &group, patient_id, &mut offered));
+            }
+            None => {
+                done[i] = true;
+                cards.push(build_card(book, facts, &findings[i], patient_id, &mut offered));
+            }
         }
     }
+    cards
+}
+
+fn build_card(
+    book: &RuleBook,
+    facts: &PatientFacts,
+    finding: &Finding,
+    patient_id: &str,
+    offered: &mut HashSet<String>,
+) -> Card {
+    let rule = &book.rules[finding.rule];
+    let values = PlaceholderValues::from_finding(book, facts, finding);
+    let template = finding.summary_variant.as_deref().unwrap_or(&rule.card.summary);
+    let summary = placeholder::fill(template, |p| values.get(p))
+        .or_else(|| rule.card.summary_fallback.clone())
+        .unwrap_or_else(|| shorten(&rule.title, 139));
+    let (lab_suggestions, order_lines) =
+        orders::render(&book.policy.lab_orders, &finding.orders, facts, patient_id, offered);
+    let mut suggestions = draft_order_suggestions(rule, facts, finding);
+    let only_deletes = !suggestions.is_empty() && lab_suggestions.is_empty();
+    suggestions.extend(lab_suggestions);
     let selection_behavior = match (suggestions.is_empty(), only_deletes) {
         (true, _) => None,
         (false, true) => Some(SelectionBehavior::AtMostOne),
         (false, false) => Some(SelectionBehavior::Any),
     };
-    let links = parts.links.clone();
     let mut extension = Map::new();
     extension.insert(
         EVIDENCE_EXTENSION.to_string(),
-        json!({
-            "rule": rule.id,
-            "resources": evidence_references(facts, &finding.evidence),
-        }),
+        json!({ "rule": rule.id, "resources": evidence::references(facts, &finding.evidence) }),
     );
     Card {
-        uuid: Some(card_uuid().to_string()),
+        uuid: Some(uuid::Uuid::now_v7().to_string()),
         summary,
-        detail: Some(detail(book, facts, rule, parts, finding)),
+        detail: Some(detail(book, facts, rule, finding, &order_lines)),
         indicator: finding.indicator,
         source: Source {
             label: SOURCE_LABEL.to_string(),
-            url: parts.source_url.clone(),
+            url: finding.citations.iter().find_map(|&k| rule.card.citations[k].url.clone()),
             icon: None,
             topic: Some(Coding {
                 system: RULE_SYSTEM.into(),
@@ -95,322 +100,165 @@ fn build_card(book: &RuleBook, facts: &PatientFacts, finding: &Finding, patient_
         suggestions,
         selection_behavior,
         override_reasons: book.override_reasons.clone(),
-        links,
+        links: links(rule, &finding.citations),
         extension,
     }
 }
 
-impl Rule {
-    fn card_summary_fallback(&self) -> Option<&str> {
-        self.card.summary_fallback.as_deref()
+/// A suggestion acting on the draft orders that triggered the card (e.g. remove quinine).
+fn draft_order_suggestions(rule: &Rule, facts: &PatientFacts, finding: &Finding) -> Vec<Suggestion> {
+    let Some(action) = &rule.card.draft_order_action else { return Vec::new() };
+    let mut seen = HashSet::new();
+    let deletes: Vec<Action> = finding
+        .evidence
+        .iter()
+        .filter_map(|e| match e {
+            Evidence::Medication(i) if facts.medications[*i].source == MedicationSource::DraftOrder => {
+                let reference = &facts.medications[*i].reference;
+                seen.insert(reference.as_str()).then(|| Action {
+                    kind: ActionType::Delete,
+                    description: action.description.clone(),
+                    resource: None,
+                    resource_id: Some(reference.clone()),
+                })
+            }
+            _ => None,
+        })
+        .collect();
+    if deletes.is_empty() {
+        return Vec::new();
     }
+    vec![Suggestion {
+        label: action.label.clone(),
+        uuid: Some(uuid::Uuid::now_v7().to_string()),
+        is_recommended: Some(true),
+        actions: deletes,
+    }]
 }
 
-fn lab_order_suggestions(parts: &StaticCardParts, patient_id: &str) -> Vec<Suggestion> {
-    parts
-        .lab_orders
+/// The applicable citations that have a link: shown by the EHR as link buttons.
+fn links(rule: &Rule, citations: &[usize]) -> Vec<Link> {
+    citations
         .iter()
-        .map(|(label, description, template)| {
-            let mut resource = template.clone();
-            resource["subject"] = json!({"reference": format!("Patient/{patient_id}")});
-            Suggestion {
-                label: label.clone(),
-                uuid: Some(card_uuid().to_string()),
-                is_recommended: None,
-                actions: vec![Action {
-                    kind: ActionType::Create,
-                    description: description.clone(),
-                    resource: Some(resource),
-                    resource_id: None,
-                }],
-            }
+        .filter_map(|&k| {
+            let c = &rule.card.citations[k];
+            Some(Link {
+                label: shorten(&c.title, 120),
+                url: c.url.clone()?,
+                kind: LinkType::Absolute,
+                app_context: None,
+                autolaunchable: None,
+            })
         })
         .collect()
 }
 
-/// Renders what never changes in a rule's cards (done once per rule, then reused).
-fn static_parts(rule: &Rule) -> StaticCardParts {
-    let mut closing = String::new();
-    if !rule.card.recommendations.is_empty() || !rule.card.orders.is_empty() {
-        closing.push('\n');
-        for r in &rule.card.recommendations {
-            let _ = writeln!(closing, "- {r}");
-        }
-        for o in &rule.card.orders {
-            match &o.when {
-                Some(w) => {
-                    let _ = writeln!(closing, "- Order {} (LOINC {}): {w}", o.display, o.code);
-                }
-                None => {
-                    let _ = writeln!(closing, "- Order {} (LOINC {})", o.display, o.code);
-                }
-            }
-        }
-    }
-    let _ = writeln!(closing, "\n**Sources**");
-    for (i, c) in rule.card.citations.iter().enumerate() {
-        match &c.url {
-            Some(u) => {
-                let _ = writeln!(closing, "{}. [{}]({u})", i + 1, c.title);
-            }
-            None => {
-                let _ = writeln!(closing, "{}. {}", i + 1, c.title);
-            }
-        }
-    }
-    StaticCardParts {
-        what_to_do: format!("\n**What to do**\n\n{}\n", rule.card.detail.trim()),
-        closing: closing.trim_end().to_string(),
-        links: rule
-            .card
-            .citations
-            .iter()
-            .filter_map(|c| {
-                Some(Link {
-                    label: shorten(&c.title, 120),
-                    url: c.url.clone()?,
-                    kind: LinkType::Absolute,
-                    app_context: None,
-                    autolaunchable: None,
-                })
-            })
-            .collect(),
-        source_url: rule.card.citations.iter().find_map(|c| c.url.clone()),
-        lab_orders: rule
-            .card
-            .orders
-            .iter()
-            .map(|o| {
-                (
-                    shorten(&format!("Order {}", o.display), 100),
-                    format!("Order {} (LOINC {})", o.display, o.code),
-                    service_request(&o.code, &o.display, "-"),
-                )
-            })
-            .collect(),
-    }
-}
-
-/// A draft lab order, valid FHIR R4 (status, intent and subject are required).
-pub fn service_request(loinc: &str, display: &str, patient_id: &str) -> Value {
-    json!({
-        "resourceType": "ServiceRequest",
-        "status": "draft",
-        "intent": "proposal",
-        "category": [{"coding": [{"system": "http://snomed.info/sct", "code": "108252007", "display": "Laboratory procedure"}]}],
-        "code": {"coding": [{"system": "http://loinc.org", "code": loinc, "display": display}], "text": display},
-        "subject": {"reference": format!("Patient/{patient_id}")}
-    })
-}
-
-/// Values for the summary placeholders, taken from the evidence.
-struct Fills {
+/// Values for the summary placeholders: the values the rule decided on.
+struct PlaceholderValues {
     value: Option<String>,
     unit: Option<String>,
     analyte: Option<String>,
     drug: Option<String>,
     ga: Option<String>,
+    finding: Option<String>,
 }
 
-impl Fills {
-    fn from_evidence(book: &RuleBook, facts: &PatientFacts, evidence: &[Evidence]) -> Self {
-        let obs = evidence.iter().find_map(|e| match e {
+impl PlaceholderValues {
+    fn from_finding(book: &RuleBook, facts: &PatientFacts, finding: &Finding) -> Self {
+        let obs = finding.evidence.iter().find_map(|e| match e {
             Evidence::Observation(o) if o.compared.is_some() => Some(o),
             _ => None,
         });
-        let drug = evidence.iter().find_map(|e| match e {
-            Evidence::Medication(i) => Some(shorten(&facts.medications[*i].label, DRUG_WIDTH)),
+        let drug = finding.evidence.iter().find_map(|e| match e {
+            Evidence::Medication(i) => Some(facts.medications[*i].label.clone()),
             _ => None,
         });
-        let (value, unit, analyte) = match obs {
-            Some(o) => {
-                let fact = &facts.observations[o.index];
-                let vs = book.index.get(o.vs);
-                (
-                    fact.value.map(format_number),
-                    fact.unit.clone().map(|u| shorten(&u, 12)),
-                    Some(shorten(vs.label.as_deref().unwrap_or(&fact.label), 24)),
-                )
-            }
+        let (value, unit, analyte) = match obs.and_then(|o| Some((o, o.compared.as_ref()?))) {
+            Some((o, c)) => (
+                Some(format_value(c.value)),
+                Some(c.unit.clone()),
+                Some(c.analyte.clone().unwrap_or_else(|| evidence::analyte_name(book, facts, o).to_string())),
+            ),
             None => (None, None, None),
         };
-        Fills { value, unit, analyte, drug, ga: facts.pregnancy.gestational_age_weeks.map(|w| w.to_string()) }
-    }
-
-    fn get(&self, name: &str) -> Option<&str> {
-        match name {
-            "value" => self.value.as_deref(),
-            "unit" => self.unit.as_deref(),
-            "analyte" => self.analyte.as_deref(),
-            "drug" | "supplement" => self.drug.as_deref(),
-            "ga" => self.ga.as_deref(),
-            _ => None,
+        PlaceholderValues {
+            value,
+            unit,
+            analyte,
+            drug,
+            ga: facts.pregnancy.gestational_age_weeks.map(|w| w.to_string()),
+            finding: finding.finding.as_ref().and_then(|e| finding_words(book, facts, e)),
         }
     }
 
-    /// The filled template, or `None` if a placeholder has no value.
-    fn fill(&self, template: &str) -> Option<String> {
-        let mut out = String::with_capacity(template.len() + 16);
-        let mut rest = template;
-        while let Some(open) = rest.find('{') {
-            out.push_str(&rest[..open]);
-            let close = rest[open..].find('}')? + open;
-            out.push_str(self.get(&rest[open + 1..close])?);
-            rest = &rest[close + 1..];
+    fn get(&self, p: Placeholder) -> Option<&str> {
+        match p {
+            Placeholder::Value => self.value.as_deref(),
+            Placeholder::Unit => self.unit.as_deref(),
+            Placeholder::Analyte => self.analyte.as_deref(),
+            Placeholder::Drug | Placeholder::Supplement => self.drug.as_deref(),
+            Placeholder::Ga => self.ga.as_deref(),
+            Placeholder::Finding => self.finding.as_deref(),
         }
-        out.push_str(rest);
-        Some(out)
     }
+}
 
-    /// Fills what it can; an unknown value reads "see detail".
-    fn fill_lossy(&self, template: &str) -> String {
-        let mut out = String::new();
-        let mut rest = template;
-        while let Some(open) = rest.find('{') {
-            out.push_str(&rest[..open]);
-            let Some(close) = rest[open..].find('}').map(|c| c + open) else { break };
-            out.push_str(self.get(&rest[open + 1..close]).unwrap_or("see detail"));
-            rest = &rest[close + 1..];
+/// A few words for what an "A or B" rule found: "CK 9800 U/L", "sodium 121 mmol/L", or the
+/// recorded finding's name.
+fn finding_words(book: &RuleBook, facts: &PatientFacts, e: &Evidence) -> Option<String> {
+    Some(match e {
+        Evidence::Observation(o) => {
+            let name = evidence::analyte_name(book, facts, o);
+            match &o.compared {
+                Some(c) => {
+                    format!("{} {} {}", c.analyte.as_deref().unwrap_or(name), format_value(c.value), c.unit)
+                }
+                None => format!("{name} {}", facts.observations[o.index].shown_value()),
+            }
         }
-        out.push_str(rest);
-        shorten(&out, 139)
-    }
+        Evidence::Condition(i) => facts.conditions[*i].label.to_lowercase(),
+        Evidence::Medication(i) => facts.medications[*i].label.clone(),
+        _ => return None,
+    })
 }
 
-fn shorten(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_string()
-    } else {
-        let mut t: String = s.chars().take(max - 1).collect();
-        t.push('…');
-        t
-    }
-}
-
-fn date(d: Option<chrono::DateTime<chrono::Utc>>) -> String {
-    d.map(|d| d.format("%Y-%m-%d").to_string()).unwrap_or_else(|| "undated".into())
-}
-
-fn system_name(system: &str) -> &str {
-    match system {
-        "http://hl7.org/fhir/sid/icd-10-cm" => "ICD-10-CM",
-        "http://snomed.info/sct" => "SNOMED CT",
-        "http://loinc.org" => "LOINC",
-        "http://www.nlm.nih.gov/research/umls/rxnorm" => "RxNorm",
-        "http://www.whocc.no/atc" => "ATC",
-        other => other,
-    }
-}
-
-/// Markdown: why (the evidence), what to do, sources.
-fn detail(book: &RuleBook, facts: &PatientFacts, rule: &Rule, parts: &StaticCardParts, finding: &Finding) -> String {
-    let mut md = String::with_capacity(parts.what_to_do.len() + parts.closing.len() + 512);
+/// Markdown: why (the evidence), what to do, orders, and sources without a link.
+fn detail(book: &RuleBook, facts: &PatientFacts, rule: &Rule, finding: &Finding, order_lines: &[String]) -> String {
+    let mut md = String::with_capacity(1024);
     let _ = writeln!(md, "**Why this card** ({})", rule.title);
     for e in &finding.evidence {
-        if let Some(line) = evidence_line(book, facts, e) {
+        for line in evidence::lines(book, facts, e) {
             let _ = writeln!(md, "- {line}");
         }
+    }
+    if rule.adult_only && facts.age_years.is_none() {
+        let _ = writeln!(md, "- Age unknown (no birth date recorded): adult guidance applied");
     }
     if let Some(reason) = &finding.escalation_reason {
         let _ = writeln!(md, "- Raised to **{}**: {reason}", finding.indicator.as_str());
     }
-    md.push_str(&parts.what_to_do);
+    let _ = writeln!(md, "\n**What to do**\n\n{}", rule.card.detail.trim());
     for n in &finding.notes {
         let _ = writeln!(md, "\n{n}");
     }
-    md.push_str(&parts.closing);
-    md
-}
-
-fn evidence_line(book: &RuleBook, facts: &PatientFacts, e: &Evidence) -> Option<String> {
-    Some(match e {
-        Evidence::Condition(i) => {
-            let c = &facts.conditions[*i];
-            let code =
-                c.coding.as_ref().map(|k| format!(" ({} {})", system_name(&k.system), k.code)).unwrap_or_default();
-            let status = c.clinical_status.as_deref().unwrap_or("no clinical status");
-            format!("Condition: {}{code}, {status}, recorded {} ({})", c.label, date(c.dated), c.reference)
-        }
-        Evidence::Medication(i) | Evidence::OrderReason(i) => {
-            let m = &facts.medications[*i];
-            let status = m.status.as_deref().unwrap_or("unknown status");
-            let since = m.started.map(|d| format!(", since {}", d.format("%Y-%m-%d"))).unwrap_or_default();
-            let what = if matches!(e, Evidence::OrderReason(_)) { "Order reason on" } else { "Medication" };
-            format!("{what}: {} ({}, {status}{since}; {})", m.label, m.source.as_str(), m.reference)
-        }
-        Evidence::Observation(o) => {
-            let f = &facts.observations[o.index];
-            let code =
-                f.coding.as_ref().map(|k| format!(" ({} {})", system_name(&k.system), k.code)).unwrap_or_default();
-            let value = match (f.value, &f.unit, &f.value_label) {
-                (Some(v), Some(u), _) => format!("{}{} {u}", f.comparator.as_deref().unwrap_or(""), format_number(v)),
-                (Some(v), None, _) => format_number(v),
-                (None, _, Some(l)) => l.clone(),
-                _ => "recorded".to_string(),
-            };
-            let mut line = format!("{}{code}: {value} on {} ({})", f.label, date(f.effective), f.reference);
-            if let Some(c) = &o.compared {
-                let _ = write!(
-                    line,
-                    "; {} {} {} {}",
-                    format_number(c.value),
-                    c.unit,
-                    c.comparator,
-                    format_number(c.threshold)
-                );
-                if let Some(a) = &c.adjustment {
-                    let _ = write!(line, " ({a})");
-                }
-                if let Some(s) = &c.source {
-                    let _ = write!(line, " [threshold: {s}]");
-                }
-            }
-            line
-        }
-        Evidence::NoRecentObservation { vs, lookback_days } => {
-            let set = book.index.get(*vs);
-            format!("No {} result in the last {lookback_days} days", set.label.as_deref().unwrap_or(&set.id))
-        }
-        Evidence::Pregnancy => {
-            let p = &facts.pregnancy;
-            let mut s = format!("Pregnant (evidence: {})", p.evidence.join(", "));
-            if let Some(w) = p.gestational_age_weeks {
-                let _ = write!(
-                    s,
-                    "; gestational age {w} weeks today{}",
-                    if p.third_trimester { " (third trimester)" } else { "" }
-                );
-            } else if p.third_trimester {
-                s.push_str("; third trimester");
-            }
-            s
-        }
-        Evidence::Age(a) => format!("Age {a} years"),
-    })
-}
-
-fn evidence_references(facts: &PatientFacts, evidence: &[Evidence]) -> Vec<String> {
-    let mut refs: Vec<String> = Vec::new();
-    let mut push = |r: &str| {
-        if !refs.iter().any(|x| x == r) {
-            refs.push(r.to_string());
-        }
-    };
-    for e in evidence {
-        match e {
-            Evidence::Condition(i) => push(&facts.conditions[*i].reference),
-            Evidence::Medication(i) | Evidence::OrderReason(i) => push(&facts.medications[*i].reference),
-            Evidence::Observation(o) => push(&facts.observations[o.index].reference),
-            Evidence::Pregnancy => facts.pregnancy.evidence.iter().for_each(|r| push(r)),
-            Evidence::NoRecentObservation { .. } | Evidence::Age(_) => {}
+    if !rule.card.recommendations.is_empty() || !order_lines.is_empty() {
+        md.push('\n');
+        for r in rule.card.recommendations.iter().chain(order_lines) {
+            let _ = writeln!(md, "- {r}");
         }
     }
-    refs
-}
-
-/// Card and suggestion ids: UUID version 7 (time-ordered, 74 random bits). Valid CDS Hooks
-/// uuids, unguessable, and they append at the end of the store's index instead of landing
-/// on random pages, which keeps recording cheap.
-fn card_uuid() -> uuid::Uuid {
-    uuid::Uuid::now_v7()
+    let unlinked: Vec<&str> = finding
+        .citations
+        .iter()
+        .map(|&k| &rule.card.citations[k])
+        .filter(|c| c.url.is_none())
+        .map(|c| c.title.as_str())
+        .collect();
+    if !unlinked.is_empty() {
+        let _ = writeln!(md, "\n**Sources** (also see the links)");
+        for (i, t) in unlinked.iter().enumerate() {
+            let _ = writeln!(md, "{}. {t}", i + 1);
+        }
+    }
+    md.trim_end().to_string()
 }

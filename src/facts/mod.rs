@@ -4,14 +4,16 @@
 //! canonical unit, and pregnancy is derived. The engine reads only this.
 
 pub mod dates;
+pub mod observation;
 pub mod pregnancy;
 
-use crate::fhir::model::{CodeableConcept, Coding, Observation, Quantity};
+use crate::fhir::model::{CodeableConcept, Coding};
 use crate::fhir::resources::ResourceSet;
 use crate::rules::conventions::Conventions;
 use crate::rules::valueset::{ValueSetIndex, VsId};
 use chrono::{DateTime, Utc};
 use dates::parse_fhir_datetime;
+pub use observation::ObservationFact;
 pub use pregnancy::PregnancyFact;
 
 /// A coding kept for display in evidence.
@@ -35,6 +37,8 @@ pub struct ConditionFact {
     pub clinical_status: Option<String>,
     /// Onset or, failing that, recorded date: when the condition entered the record.
     pub dated: Option<DateTime<Utc>>,
+    /// When it was recorded (may be later than the onset).
+    pub recorded: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,7 +53,7 @@ impl MedicationSource {
         match self {
             MedicationSource::Request => "MedicationRequest",
             MedicationSource::Statement => "MedicationStatement",
-            MedicationSource::DraftOrder => "draft MedicationRequest",
+            MedicationSource::DraftOrder => "order being placed",
         }
     }
 }
@@ -66,32 +70,38 @@ pub struct MedicationFact {
     pub label: String,
     pub sets: Vec<VsId>,
     pub reason_sets: Vec<VsId>,
+    /// The order's or statement's reasons as written, for the card.
+    pub reason_labels: Vec<String>,
+    /// It carries a reason (`reasonCode` or `reasonReference`).
+    pub has_reason: bool,
+    pub route: MedicationRoute,
     pub started: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone)]
-pub struct ObservationFact {
-    pub reference: String,
-    pub label: String,
-    pub coding: Option<CodeRef>,
-    pub sets: Vec<VsId>,
-    pub value_sets: Vec<VsId>,
-    pub value_label: Option<String>,
-    /// As reported (a comparator such as `<` is treated as the bound value).
-    pub value: Option<f64>,
-    pub unit: Option<String>,
-    pub comparator: Option<String>,
-    /// Value in the canonical unit of each unit-bearing value set of the code; `None`
-    /// when the reported unit is unknown: such a value is never compared.
-    pub canonical: Vec<(VsId, Option<f64>)>,
-    pub reference_high: Option<(f64, Option<String>)>,
-    pub effective: Option<DateTime<Utc>>,
+impl MedicationFact {
+    /// The product's name without strength and form ("Hydrochlorothiazide 25 MG Oral Tablet"
+    /// → "hydrochlorothiazide"), for lists of drugs.
+    pub fn short_name(&self) -> String {
+        let words: Vec<&str> = self
+            .label
+            .split_whitespace()
+            .take_while(|w| !w.chars().any(|c| c.is_ascii_digit()) && !w.starts_with('('))
+            .collect();
+        if words.is_empty() {
+            self.label.to_lowercase()
+        } else {
+            words.join(" ").to_lowercase()
+        }
+    }
 }
 
-impl ObservationFact {
-    pub fn canonical_value(&self, vs: VsId) -> Option<f64> {
-        self.canonical.iter().find(|(id, _)| *id == vs).and_then(|(_, v)| *v)
-    }
+/// How a medication is given: parenteral magnesium is treatment, not a cramp remedy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MedicationRoute {
+    Oral,
+    Parenteral,
+    Other,
+    Unknown,
 }
 
 /// The normalised patient: what every rule reads.
@@ -128,7 +138,7 @@ impl PatientFacts {
         for r in &resources.medication_requests {
             let active = r.status.as_deref().is_some_and(|s| med.request_active_statuses.iter().any(|a| a == s))
                 && r.intent.as_deref().is_none_or(|i| med.request_intents.iter().any(|a| a == i));
-            medications.push(medication_fact(
+            let mut fact = medication_fact(
                 resources,
                 index,
                 MedicationSource::Request,
@@ -141,13 +151,16 @@ impl PatientFacts {
                 &r.contained,
                 &r.reason_code,
                 r.authored_on.as_deref(),
-            ));
+            );
+            add_reason_references(&mut fact, &r.reason_reference, &resources.conditions, index);
+            fact.route = route_of(&r.dosage_instruction, &fact.label);
+            medications.push(fact);
         }
         for s in &resources.medication_statements {
             let active = s.status.as_deref().is_some_and(|st| med.statement_active_statuses.iter().any(|a| a == st));
             let start =
                 s.effective_period.as_ref().and_then(|p| p.start.as_deref()).or(s.effective_date_time.as_deref());
-            medications.push(medication_fact(
+            let mut fact = medication_fact(
                 resources,
                 index,
                 MedicationSource::Statement,
@@ -160,11 +173,14 @@ impl PatientFacts {
                 &s.contained,
                 &s.reason_code,
                 start,
-            ));
+            );
+            add_reason_references(&mut fact, &s.reason_reference, &resources.conditions, index);
+            fact.route = route_of(&s.dosage, &fact.label);
+            medications.push(fact);
         }
         for d in &resources.draft_orders {
             let r = &d.request;
-            medications.push(medication_fact(
+            let mut fact = medication_fact(
                 resources,
                 index,
                 MedicationSource::DraftOrder,
@@ -177,17 +193,19 @@ impl PatientFacts {
                 &r.contained,
                 &r.reason_code,
                 r.authored_on.as_deref(),
-            ));
+            );
+            add_reason_references(&mut fact, &r.reason_reference, &resources.conditions, index);
+            fact.route = route_of(&r.dosage_instruction, &fact.label);
+            medications.push(fact);
         }
         let mut observations = Vec::new();
         for o in &resources.observations {
             if !o.status.as_deref().is_some_and(|s| conventions.observation.usable_statuses.iter().any(|u| u == s)) {
                 continue;
             }
-            observation_facts(o, index, &mut observations, &mut notes);
+            observation::facts_of(o, index, &conventions.observation, &mut observations, &mut notes);
         }
-        // Newest first, so "latest in value set X" is the first match.
-        observations.sort_by_key(|o| std::cmp::Reverse(o.effective));
+        observation::sort_newest_first(&mut observations);
         let gender = patient.and_then(|p| p.gender.clone());
         let conditions_vec: Vec<ConditionFact> = conditions;
         let pregnancy =
@@ -207,7 +225,7 @@ impl PatientFacts {
     }
 }
 
-fn sets_of_concept(cc: &CodeableConcept, index: &ValueSetIndex, out: &mut Vec<VsId>) {
+pub(crate) fn sets_of_concept(cc: &CodeableConcept, index: &ValueSetIndex, out: &mut Vec<VsId>) {
     for c in &cc.coding {
         if let (Some(system), Some(code)) = (&c.system, &c.code) {
             index.sets_of_code(system, code, out);
@@ -215,13 +233,13 @@ fn sets_of_concept(cc: &CodeableConcept, index: &ValueSetIndex, out: &mut Vec<Vs
     }
 }
 
-fn first_coding(cc: &CodeableConcept) -> Option<CodeRef> {
+pub(crate) fn first_coding(cc: &CodeableConcept) -> Option<CodeRef> {
     cc.coding.iter().find_map(|c: &Coding| {
         Some(CodeRef { system: c.system.clone()?, code: c.code.clone()?, display: c.display.clone() })
     })
 }
 
-fn reference(kind: &str, id: Option<&str>) -> String {
+pub(crate) fn reference(kind: &str, id: Option<&str>) -> String {
     format!("{kind}/{}", id.unwrap_or("(no id)"))
 }
 
@@ -263,6 +281,7 @@ fn condition_fact(
         refuted,
         clinical_status,
         dated,
+        recorded,
     }
 }
 
@@ -321,83 +340,67 @@ fn medication_fact(
         draft_in_scope,
         label: label.unwrap_or_else(|| "(unnamed medication)".to_string()),
         sets,
+        reason_labels: reasons.iter().filter_map(CodeableConcept::label).map(str::to_string).collect(),
+        has_reason: !reasons.is_empty(),
         reason_sets,
+        route: MedicationRoute::Unknown,
         started: started.and_then(parse_fhir_datetime),
     }
 }
 
-/// One fact per observation, plus one per component (e.g. a panel's heart-rate component).
-fn observation_facts(o: &Observation, index: &ValueSetIndex, out: &mut Vec<ObservationFact>, notes: &mut Vec<String>) {
-    let effective = o
-        .effective_date_time
-        .as_deref()
-        .or(o.effective_instant.as_deref())
-        .or_else(|| o.effective_period.as_ref().and_then(|p| p.start.as_deref().or(p.end.as_deref())))
-        .or(o.issued.as_deref())
-        .and_then(parse_fhir_datetime);
-    let reference = reference("Observation", o.id.as_deref());
-    let mut push = |code: Option<&CodeableConcept>,
-                    quantity: Option<&Quantity>,
-                    value_cc: Option<&CodeableConcept>,
-                    range: &[crate::fhir::model::ReferenceRange],
-                    notes: &mut Vec<String>| {
-        let mut sets = Vec::new();
-        if let Some(cc) = code {
-            sets_of_concept(cc, index, &mut sets);
-        }
-        let mut value_sets = Vec::new();
-        if let Some(cc) = value_cc {
-            sets_of_concept(cc, index, &mut value_sets);
-        }
-        let value = quantity.and_then(|q| q.value);
-        let unit = quantity.and_then(|q| q.code.clone().or_else(|| q.unit.clone()));
-        let mut canonical = Vec::new();
-        for &vs in &sets {
-            if let Some(units) = &index.get(vs).units {
-                let converted = match (value, &unit) {
-                    (Some(v), Some(u)) => units.to_canonical(v, u).or_else(|| {
-                        // `unit` is free text; the UCUM `code` may differ from it.
-                        quantity.and_then(|q| q.unit.as_deref()).and_then(|u2| units.to_canonical(v, u2))
-                    }),
-                    (Some(v), None) => {
-                        notes.push(format!("{reference}: value {v} has no unit; not compared"));
-                        None
-                    }
-                    _ => None,
-                };
-                if converted.is_none() {
-                    if let (Some(v), Some(u)) = (value, &unit) {
-                        notes.push(format!(
-                            "{reference}: unit '{u}' of value {v} is not convertible to {} for {}; not compared",
-                            units.canonical,
-                            index.get(vs).id
-                        ));
-                    }
-                }
-                canonical.push((vs, converted));
+/// Reasons given by reference (`reasonReference`) count like coded ones: the referenced
+/// Condition's codes are its reason, and a reference alone still means "has a reason".
+fn add_reason_references(
+    fact: &mut MedicationFact,
+    references: &[crate::fhir::model::Reference],
+    conditions: &[crate::fhir::model::Condition],
+    index: &ValueSetIndex,
+) {
+    for r in references {
+        fact.has_reason = true;
+        let target = r.reference.as_deref().and_then(|t| t.strip_prefix("Condition/"));
+        let condition = target.and_then(|id| conditions.iter().find(|c| c.id.as_deref() == Some(id)));
+        match condition.and_then(|c| c.code.as_ref()) {
+            Some(code) => {
+                sets_of_concept(code, index, &mut fact.reason_sets);
+                fact.reason_labels.extend(code.label().map(str::to_string));
             }
+            None => fact.reason_labels.extend(r.display.clone()),
         }
-        let reference_high = range.iter().find_map(|r| {
-            let h = r.high.as_ref()?;
-            Some((h.value?, h.code.clone().or_else(|| h.unit.clone())))
-        });
-        out.push(ObservationFact {
-            reference: reference.clone(),
-            label: code.and_then(CodeableConcept::label).unwrap_or("(uncoded observation)").to_string(),
-            coding: code.and_then(first_coding),
-            sets,
-            value_sets,
-            value_label: value_cc.and_then(CodeableConcept::label).map(str::to_string),
-            value,
-            unit,
-            comparator: quantity.and_then(|q| q.comparator.clone()),
-            canonical,
-            reference_high,
-            effective,
-        });
+    }
+}
+
+/// The route of a dosage (SNOMED route code or its words), else the dose form in the
+/// product's name ("Injectable Solution", "Oral Tablet").
+fn route_of(dosages: &[crate::fhir::model::Dosage], product: &str) -> MedicationRoute {
+    const PARENTERAL: [&str; 7] =
+        ["47625008", "78421000", "34206005", "intravenous", "intramuscular", "subcutaneous", "injection"];
+    const ORAL: [&str; 3] = ["26643006", "oral", "by mouth"];
+    let words = |cc: &CodeableConcept| {
+        let mut text: Vec<String> = cc.coding.iter().filter_map(|c| c.code.clone()).collect();
+        text.extend(cc.coding.iter().filter_map(|c| c.display.as_deref()).map(str::to_lowercase));
+        text.extend(cc.text.as_deref().map(str::to_lowercase));
+        text.join(" ")
     };
-    push(o.code.as_ref(), o.value_quantity.as_ref(), o.value_codeable_concept.as_ref(), &o.reference_range, notes);
-    for c in &o.component {
-        push(c.code.as_ref(), c.value_quantity.as_ref(), c.value_codeable_concept.as_ref(), &c.reference_range, notes);
+    for d in dosages {
+        if let Some(route) = &d.route {
+            let w = words(route);
+            if PARENTERAL.iter().any(|p| w.contains(p)) {
+                return MedicationRoute::Parenteral;
+            }
+            if ORAL.iter().any(|p| w.contains(p)) {
+                return MedicationRoute::Oral;
+            }
+            return MedicationRoute::Other;
+        }
+    }
+    let p = product.to_lowercase();
+    if ["inject", "infusion", "intravenous", "intramuscular", "prefilled syringe", "vial"].iter().any(|w| p.contains(w))
+    {
+        MedicationRoute::Parenteral
+    } else if ["oral", "tablet", "capsule", "chewable", "by mouth"].iter().any(|w| p.contains(w)) {
+        MedicationRoute::Oral
+    } else {
+        MedicationRoute::Unknown
     }
 }

@@ -256,6 +256,10 @@ pub struct Observation {
     pub interpretation: Vec<CodeableConcept>,
     #[serde(default)]
     pub specimen: Option<Reference>,
+    /// Set by the tolerant reader when `value[x]` was present but unreadable: a short,
+    /// bounded description of what was sent. Such a result is kept but never compared.
+    #[serde(skip)]
+    pub value_problem: Option<String>,
 }
 
 /// A resource of a type the rules read, or `Other` for everything else (kept only by type).

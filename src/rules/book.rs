@@ -14,10 +14,6 @@ use std::path::{Path, PathBuf};
 
 pub const KNOWN_HOOKS: [&str; 3] = ["patient-view", "order-select", "order-sign"];
 
-/// Longest text each placeholder may put into a summary (longer drug names are shortened).
-pub const PLACEHOLDER_WIDTH: [(&str, usize); 6] =
-    [("value", 8), ("unit", 12), ("analyte", 24), ("drug", 40), ("supplement", 40), ("ga", 2)];
-
 #[derive(Debug, Clone)]
 pub struct RuleBook {
     pub index: ValueSetIndex,
@@ -29,6 +25,8 @@ pub struct RuleBook {
     pub anchored: HashMap<VsId, Vec<usize>>,
     pub unanchored: Vec<usize>,
     pub override_reasons: Vec<Coding>,
+    /// Lab-order catalogue and merged cards.
+    pub policy: super::card_policy::CardPolicy,
 }
 
 impl RuleBook {
@@ -127,7 +125,27 @@ impl RuleBook {
         }
         let rule_ids: Vec<String> = files.iter().map(|(_, r)| r.id.clone()).collect();
         let fact_names: Vec<String> = conventions.facts.keys().cloned().collect();
-        let resolver = Resolver { index: &index, facts: &fact_names, rules: &rule_ids };
+        let haemolysis_raises: Vec<VsId> = conventions
+            .observation
+            .haemolysis_raises
+            .iter()
+            .enumerate()
+            .filter_map(|(k, name)| {
+                let id = index.id(name);
+                if id.is_none() {
+                    errors.push(err(
+                        &conv_file,
+                        &format!("/observation/haemolysis_raises/{k}"),
+                        format!("unknown value set '{name}'"),
+                    ));
+                }
+                id
+            })
+            .collect();
+        let resolver =
+            Resolver { index: &index, facts: &fact_names, rules: &rule_ids, haemolysis_raises: &haemolysis_raises };
+
+        let policy = super::card_policy::load(dir, schemas, &resolver, &rule_ids, &mut errors);
 
         let mut named_facts = Vec::new();
         for (name, fact) in &conventions.facts {
@@ -151,6 +169,13 @@ impl RuleBook {
                     errors.push(err(file, &format!("/hooks/{h}"), format!("unknown hook '{hook}'")));
                 }
             }
+            let parts = match super::card_policy::compile_card_parts(r, &resolver, &policy) {
+                Ok(p) => Some(p),
+                Err(es) => {
+                    errors.extend(es.into_iter().map(|(ptr, m)| err(file, &ptr, m)));
+                    None
+                }
+            };
             let mut compile = |e: &super::expr::ExprFile, at: &str| match resolver.compile(e, at) {
                 Ok(x) => Some(x),
                 Err((ptr, m)) => {
@@ -215,7 +240,7 @@ impl RuleBook {
                 }
             }
             for (ptr, s) in summaries {
-                match max_filled_length(&s) {
+                match super::placeholder::max_filled_length(&s) {
                     Ok(n) if n >= 140 => errors.push(err(
                         file,
                         &ptr,
@@ -249,9 +274,7 @@ impl RuleBook {
             if fires == 0 || fires == r.tests.len() {
                 errors.push(err(file, "/tests", "needs at least one 'fire' and one 'no-fire' case".into()));
             }
-            if errors.len() > before {
-                continue;
-            }
+            let (Some(parts), true) = (parts, errors.len() == before) else { continue };
             rules.push(Rule {
                 file: file.clone(),
                 id: r.id.clone(),
@@ -264,6 +287,10 @@ impl RuleBook {
                 escalations,
                 variants,
                 notes,
+                citation_when: parts.citation_when,
+                context_evidence: parts.context_evidence,
+                finding_from: parts.finding_from,
+                orders: parts.orders,
                 card: r.card.clone(),
                 suppresses,
                 tests: r.tests.clone(),
@@ -295,6 +322,12 @@ impl RuleBook {
             }
         };
         let rules = reorder(rules, &order);
+        let mut policy = policy;
+        let mut new_pos = vec![0usize; order.len()];
+        for (pos, &old) in order.iter().enumerate() {
+            new_pos[old] = pos;
+        }
+        policy.merged.iter_mut().for_each(|m| m.rules.iter_mut().for_each(|r| *r = new_pos[*r]));
         let mut anchored: HashMap<VsId, Vec<usize>> = HashMap::new();
         let mut unanchored = Vec::new();
         for (i, rule) in rules.iter().enumerate() {
@@ -303,7 +336,7 @@ impl RuleBook {
                 None => unanchored.push(i),
             }
         }
-        Ok(RuleBook { index, conventions, named_facts, rules, anchored, unanchored, override_reasons })
+        Ok(RuleBook { index, conventions, named_facts, rules, anchored, unanchored, override_reasons, policy })
     }
 }
 
@@ -331,23 +364,6 @@ fn json_files(dir: &Path, errors: &mut Vec<LoadError>) -> Vec<PathBuf> {
 fn gated(trigger: &super::expr::ExprFile) -> bool {
     use super::expr::ExprFile;
     matches!(trigger, ExprFile::All(xs) if xs.iter().any(|x| matches!(x, ExprFile::Fact(f) if f == "LEG_CRAMP_PRESENT")))
-}
-
-/// Longest a summary can get once every placeholder is filled at its maximum width.
-pub fn max_filled_length(template: &str) -> Result<usize, String> {
-    let mut len = 0;
-    let mut rest = template;
-    while let Some(open) = rest.find('{') {
-        len += rest[..open].chars().count();
-        let close = rest[open..].find('}').ok_or_else(|| format!("unclosed '{{' in summary {template:?}"))?;
-        let name = &rest[open + 1..open + close];
-        let width = PLACEHOLDER_WIDTH.iter().find(|(n, _)| *n == name).map(|(_, w)| *w).ok_or_else(|| {
-            format!("unknown placeholder {{{name}}}; known: value, unit, analyte, drug, supplement, ga")
-        })?;
-        len += width;
-        rest = &rest[open + close + 1..];
-    }
-    Ok(len + rest.chars().count())
 }
 
 fn suppression_cycle(rules: &[Rule]) -> Option<Vec<usize>> {
@@ -382,6 +398,9 @@ fn rule_dependencies(rule: &Rule) -> Vec<usize> {
     rule.escalations.iter().for_each(|(_, e, _)| e.rule_refs(&mut deps));
     rule.variants.iter().for_each(|(e, _, _)| e.rule_refs(&mut deps));
     rule.notes.iter().for_each(|(e, _)| e.rule_refs(&mut deps));
+    rule.citation_when.iter().flatten().for_each(|e| e.rule_refs(&mut deps));
+    rule.context_evidence.iter().for_each(|e| e.rule_refs(&mut deps));
+    rule.finding_from.iter().for_each(|e| e.rule_refs(&mut deps));
     deps
 }
 
@@ -426,6 +445,9 @@ fn reorder(rules: Vec<Rule>, order: &[usize]) -> Vec<Rule> {
             r.escalations.iter_mut().for_each(|(_, e, _)| renumber(e, &new_pos));
             r.variants.iter_mut().for_each(|(e, _, _)| renumber(e, &new_pos));
             r.notes.iter_mut().for_each(|(e, _)| renumber(e, &new_pos));
+            r.citation_when.iter_mut().flatten().for_each(|e| renumber(e, &new_pos));
+            r.context_evidence.iter_mut().for_each(|e| renumber(e, &new_pos));
+            r.finding_from.iter_mut().for_each(|e| renumber(e, &new_pos));
             r
         })
         .collect()
@@ -437,18 +459,5 @@ fn renumber(e: &mut Expr, new_pos: &[usize]) {
         Expr::Not(x) => renumber(x, new_pos),
         Expr::RuleFired(i) => *i = new_pos[*i],
         _ => {}
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn summary_length_counts_placeholders_at_full_width() {
-        assert_eq!(max_filled_length("abc"), Ok(3));
-        assert_eq!(max_filled_length("{drug} x"), Ok(42));
-        assert!(max_filled_length("{nope}").unwrap_err().contains("unknown placeholder"));
-        assert!(max_filled_length("{drug").is_err());
     }
 }

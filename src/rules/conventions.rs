@@ -40,6 +40,13 @@ pub struct MedicationConvention {
 #[serde(deny_unknown_fields)]
 pub struct ObservationConvention {
     pub usable_statuses: Vec<String>,
+    /// Lower-case words that mark a haemolysed specimen in notes and interpretations.
+    pub haemolysis_words: Vec<String>,
+    /// Specimen-condition / interpretation codes meaning haemolysed (HL7 v2 table 0493 `HEM`).
+    pub haemolysis_codes: Vec<String>,
+    /// Value sets whose high results a haemolysed specimen falsely raises: such a result is
+    /// never used to decide that the value is high.
+    pub haemolysis_raises: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -2,7 +2,8 @@
 //! indicator after escalation, and the evidence (which facts made each predicate true).
 
 use super::book::RuleBook;
-use super::expr::{Expr, ObservationTest, Threshold};
+use super::expr::{DraftOrderTest, Expr, ReasonFilter, RouteName};
+use super::lab_orders::{OrderDecision, ResultMatch};
 use super::valueset::VsId;
 use crate::facts::dates::days_between;
 use crate::facts::PatientFacts;
@@ -27,6 +28,12 @@ pub struct ObservationEvidence {
     pub vs: VsId,
     /// Present when a threshold was compared: value (canonical unit, adjusted), the test, the bound.
     pub compared: Option<Comparison>,
+    /// Newer results of the same analyte that could not be used (unreadable value or unit,
+    /// or a haemolysed specimen for a high-value decision): the card says so.
+    pub set_aside: Vec<usize>,
+    /// Another usable result of the same analyte at the same instant with a different value;
+    /// the more abnormal one was used and the card names this one.
+    pub conflicting: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -38,6 +45,9 @@ pub struct Comparison {
     pub source: Option<String>,
     /// e.g. "corrected for albumin 2.8 g/dL (Observation/alb)".
     pub adjustment: Option<String>,
+    /// The analyte as decided on, when it differs from the value set's label
+    /// (e.g. "corrected calcium").
+    pub analyte: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -48,13 +58,41 @@ pub struct Finding {
     pub evidence: Vec<Evidence>,
     pub summary_variant: Option<String>,
     pub notes: Vec<String>,
+    /// What fills `{finding}`: the evidence that says which of an "A or B" title applied.
+    pub finding: Option<Evidence>,
+    /// Positions of the rule's citations that apply (conditional ones only when they hold).
+    pub citations: Vec<usize>,
+    /// Per lab order of the card (index into the lab-order catalogue): offered or not, and why.
+    pub orders: Vec<(usize, OrderDecision)>,
 }
 
 type Truth = Option<Vec<Evidence>>;
 
-struct Ctx<'a> {
-    book: &'a RuleBook,
-    facts: &'a PatientFacts,
+/// Whether a draft order passes the predicate's reason and route filters.
+fn draft_matches(t: &DraftOrderTest, m: &crate::facts::MedicationFact) -> bool {
+    let reason_ok = match t.reason {
+        ReasonFilter::Any => true,
+        ReasonFilter::In(vs) => m.reason_sets.contains(&vs),
+        ReasonFilter::NotIn(vs) => m.has_reason && !m.reason_sets.contains(&vs),
+        ReasonFilter::Without => !m.has_reason,
+    };
+    let route_ok = t.routes.is_empty()
+        || t.routes.iter().any(|r| {
+            use crate::facts::MedicationRoute as M;
+            matches!(
+                (r, m.route),
+                (RouteName::Oral, M::Oral)
+                    | (RouteName::Parenteral, M::Parenteral)
+                    | (RouteName::Other, M::Other)
+                    | (RouteName::Unknown, M::Unknown)
+            )
+        });
+    reason_ok && route_ok
+}
+
+pub(super) struct Ctx<'a> {
+    pub(super) book: &'a RuleBook,
+    pub(super) facts: &'a PatientFacts,
     fired: Vec<bool>,
     named: RefCell<Vec<Option<Truth>>>,
 }
@@ -95,10 +133,12 @@ pub fn evaluate(book: &RuleBook, facts: &PatientFacts) -> Vec<Finding> {
         }
         let mut notes = Vec::new();
         let mut summary_variant = None;
+        let mut finding = None;
         for (when, summary, note) in &rule.variants {
-            if ctx.eval(when).is_some() {
+            if let Some(ev) = ctx.eval(when) {
                 summary_variant = summary.clone();
                 notes.extend(note.clone());
+                finding = ev.into_iter().next();
                 break;
             }
         }
@@ -107,6 +147,16 @@ pub fn evaluate(book: &RuleBook, facts: &PatientFacts) -> Vec<Finding> {
                 notes.push(text.clone());
             }
         }
+        if finding.is_none() {
+            finding = rule.finding_from.as_ref().and_then(|e| ctx.eval(e)).and_then(|ev| ev.into_iter().next());
+        }
+        for e in &rule.context_evidence {
+            evidence.extend(ctx.eval(e).unwrap_or_default());
+        }
+        let citations = (0..rule.card.citations.len())
+            .filter(|&k| rule.citation_when[k].as_ref().is_none_or(|w| ctx.eval(w).is_some()))
+            .collect();
+        let orders = rule.orders.iter().map(|&o| (o, ctx.order_decision(o, indicator))).collect();
         findings.push(Finding {
             rule: i,
             indicator,
@@ -114,10 +164,19 @@ pub fn evaluate(book: &RuleBook, facts: &PatientFacts) -> Vec<Finding> {
             evidence: dedup(evidence),
             summary_variant,
             notes,
+            finding,
+            citations,
+            orders,
         });
     }
     let suppressed: Vec<usize> = findings.iter().flat_map(|f| book.rules[f.rule].suppresses.iter().copied()).collect();
     findings.retain(|f| !suppressed.contains(&f.rule));
+    // A card that yields to an indicator is withdrawn when another card carries it.
+    let present: Vec<(usize, Indicator)> = findings.iter().map(|f| (f.rule, f.indicator)).collect();
+    findings.retain(|f| {
+        let yields = &book.rules[f.rule].card.yields_to;
+        yields.is_empty() || !present.iter().any(|(r, ind)| *r != f.rule && yields.contains(ind))
+    });
     findings.sort_by_key(|f| {
         let r = &book.rules[f.rule];
         (r.card.always_last, std::cmp::Reverse(f.indicator), r.priority)
@@ -163,7 +222,31 @@ fn dedup(mut evidence: Vec<Evidence>) -> Vec<Evidence> {
 }
 
 impl Ctx<'_> {
-    fn within(&self, date: Option<chrono::DateTime<chrono::Utc>>, days: i64) -> bool {
+    /// Whether a card offers a lab order: not where the catalogue forbids it on this
+    /// indicator or under its condition, not when recent usable results exist.
+    fn order_decision(&self, order: usize, indicator: Indicator) -> OrderDecision {
+        let spec = &self.book.policy.lab_orders[order];
+        if spec.never_on.contains(&indicator) || spec.not_when.as_ref().is_some_and(|e| self.eval(e).is_some()) {
+            return OrderDecision::Withheld;
+        }
+        let latest = |vs| {
+            self.facts.observations.iter().position(|o| {
+                o.sets.contains(&vs) && o.unreadable.is_none() && self.within(o.effective, spec.within_days)
+            })
+        };
+        let found: Vec<Option<usize>> = spec.results.iter().map(|&vs| latest(vs)).collect();
+        let satisfied = match spec.result_match {
+            ResultMatch::All => found.iter().all(Option::is_some),
+            ResultMatch::Any => found.iter().any(Option::is_some),
+        };
+        if satisfied {
+            OrderDecision::HaveResults(found.into_iter().flatten().collect())
+        } else {
+            OrderDecision::Offer
+        }
+    }
+
+    pub(super) fn within(&self, date: Option<chrono::DateTime<chrono::Utc>>, days: i64) -> bool {
         // A day of slack for clocks and time zones on "today" results.
         date.is_some_and(|d| (-1.0..=days as f64).contains(&days_between(d, self.facts.now)))
     }
@@ -205,13 +288,16 @@ impl Ctx<'_> {
             Expr::ThirdTrimester => {
                 (f.pregnancy.pregnant && f.pregnancy.third_trimester).then(|| vec![Evidence::Pregnancy])
             }
-            Expr::Condition { vs, within_days } => {
+            Expr::Condition { vs, within_days, any_date_within_days } => {
                 let ev: Vec<Evidence> = f
                     .conditions
                     .iter()
                     .enumerate()
                     .filter(|(_, c)| c.active && c.sets.contains(vs))
                     .filter(|(_, c)| within_days.is_none_or(|d| self.within(c.dated, d)))
+                    .filter(|(_, c)| {
+                        any_date_within_days.is_none_or(|d| self.within(c.dated, d) || self.within(c.recorded, d))
+                    })
                     .map(|(i, _)| Evidence::Condition(i))
                     .collect();
                 (!ev.is_empty()).then_some(ev)
@@ -236,14 +322,16 @@ impl Ctx<'_> {
                     .collect();
                 (!ev.is_empty()).then_some(ev)
             }
-            Expr::DraftOrder(vs) => {
-                let ev: Vec<Evidence> = f
-                    .medications
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, m)| m.draft_in_scope && m.sets.contains(vs))
-                    .map(|(i, _)| Evidence::Medication(i))
-                    .collect();
+            Expr::DraftOrder(t) => {
+                let mut ev = Vec::new();
+                for (i, m) in f.medications.iter().enumerate() {
+                    if m.draft_in_scope && m.sets.contains(&t.vs) && draft_matches(t, m) {
+                        ev.push(Evidence::Medication(i));
+                        if m.has_reason && t.reason != ReasonFilter::Any {
+                            ev.push(Evidence::OrderReason(i));
+                        }
+                    }
+                }
                 (!ev.is_empty()).then_some(ev)
             }
             Expr::OrderReason(vs) => {
@@ -263,10 +351,21 @@ impl Ctx<'_> {
                 .position(|o| {
                     (o.sets.contains(vs) || o.value_sets.contains(vs)) && self.within(o.effective, *lookback_days)
                 })
-                .map(|i| vec![Evidence::Observation(ObservationEvidence { index: i, vs: *vs, compared: None })]),
+                .map(|i| {
+                    vec![Evidence::Observation(ObservationEvidence {
+                        index: i,
+                        vs: *vs,
+                        compared: None,
+                        set_aside: Vec::new(),
+                        conflicting: None,
+                    })]
+                }),
             Expr::AbsentObservation { vs, lookback_days } => {
-                let present =
-                    f.observations.iter().any(|o| o.sets.contains(vs) && self.within(o.effective, *lookback_days));
+                // An unreadable result is no result: it cannot stand in for a check.
+                let present = f
+                    .observations
+                    .iter()
+                    .any(|o| o.sets.contains(vs) && o.unreadable.is_none() && self.within(o.effective, *lookback_days));
                 (!present).then(|| vec![Evidence::NoRecentObservation { vs: *vs, lookback_days: *lookback_days }])
             }
             Expr::SameDay(tests) => {
@@ -286,67 +385,6 @@ impl Ctx<'_> {
             Expr::Hook(hooks) => hooks.contains(&f.hook).then(Vec::new),
             Expr::RuleFired(i) => self.fired[*i].then(Vec::new),
         }
-    }
-
-    /// The latest usable result in the value set within the lookback, compared to the
-    /// threshold. A later normal value supersedes an earlier abnormal one; a value whose unit
-    /// cannot be converted is never compared.
-    fn observation(&self, t: &ObservationTest) -> Option<ObservationEvidence> {
-        let f = self.facts;
-        let index =
-            f.observations.iter().position(|o| o.sets.contains(&t.vs) && self.within(o.effective, t.lookback_days))?;
-        let o = &f.observations[index];
-        let mut value = o.canonical_value(t.vs)?;
-        let mut adjustment = None;
-        if let Some(a) = &t.adjust {
-            let exempt = o.coding.as_ref().is_some_and(|c| a.except_codes.contains(&c.code));
-            let day = o.effective.map(|d| d.date_naive());
-            let companion = f
-                .observations
-                .iter()
-                .find(|c| c.sets.contains(&a.vs) && c.effective.map(|d| d.date_naive()) == day && day.is_some());
-            if let (false, Some(c)) = (exempt, companion) {
-                let units = self.book.index.get(a.vs).units.as_ref()?;
-                // Companion in canonical unit, then into the formula's unit.
-                let canonical = c.canonical_value(a.vs)?;
-                let per_unit = units.to_canonical(1.0, &a.unit)?;
-                let companion_value = canonical / per_unit;
-                value += a.factor * (a.reference - companion_value);
-                adjustment = Some(format!(
-                    "{} using {} {} {} ({})",
-                    a.label,
-                    c.label,
-                    format_number(companion_value),
-                    a.unit,
-                    c.reference
-                ));
-            }
-        }
-        let threshold = match t.threshold {
-            Threshold::Fixed(v) => v,
-            Threshold::ReferenceHigh { times, fallback } => {
-                let high = o.reference_high.as_ref().and_then(|(h, unit)| {
-                    let units = self.book.index.get(t.vs).units.as_ref()?;
-                    match unit.as_deref().or(o.unit.as_deref()) {
-                        Some(u) => units.to_canonical(*h, u),
-                        None => Some(*h),
-                    }
-                });
-                high.map(|h| h * times).unwrap_or(fallback)
-            }
-        };
-        t.comparator.holds(value, threshold).then(|| ObservationEvidence {
-            index,
-            vs: t.vs,
-            compared: Some(Comparison {
-                value,
-                unit: t.canonical_unit.clone(),
-                comparator: t.comparator.symbol(),
-                threshold,
-                source: t.source.clone(),
-                adjustment,
-            }),
-        })
     }
 }
 

@@ -15,7 +15,7 @@ pub enum ExprFile {
     Fact(String),
     Condition(ConditionPred),
     Medication(MedicationPred),
-    DraftOrder(ValueSetRef),
+    DraftOrder(DraftOrderPred),
     OrderReason(ValueSetRef),
     Observation(ObservationPred),
     ObservationCoded(CodedObservationPred),
@@ -40,6 +40,39 @@ pub struct ConditionPred {
     /// Onset (or recorded date) must fall within this many days.
     #[serde(default)]
     pub within_days: Option<i64>,
+    /// Onset *or* recorded date within this many days (e.g. a diagnosis recorded recently).
+    #[serde(default)]
+    pub any_date_within_days: Option<i64>,
+}
+
+/// Routes of administration a draft-order predicate can require.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteName {
+    Oral,
+    Parenteral,
+    Other,
+    Unknown,
+}
+
+/// A draft order in scope for the hook, optionally judged on its own reason and route:
+/// an order hook decides on the order itself, not only on the patient's record.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DraftOrderPred {
+    pub valueset: String,
+    /// The order has a reason (code or reference) in this value set.
+    #[serde(default)]
+    pub reason_in: Option<String>,
+    /// The order has a reason, and none of its reasons is in this value set.
+    #[serde(default)]
+    pub reason_not_in: Option<String>,
+    /// The order has no reason at all.
+    #[serde(default)]
+    pub without_reason: bool,
+    /// The order's route is one of these (from its dosage route or dose form).
+    #[serde(default)]
+    pub routes: Vec<RouteName>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -147,9 +180,9 @@ pub enum Expr {
     NamedFact(usize),
     Pregnant,
     ThirdTrimester,
-    Condition { vs: VsId, within_days: Option<i64> },
+    Condition { vs: VsId, within_days: Option<i64>, any_date_within_days: Option<i64> },
     Medication { vs: VsId, requests: bool, statements: bool, started_at_least_days_ago: Option<i64> },
-    DraftOrder(VsId),
+    DraftOrder(DraftOrderTest),
     OrderReason(VsId),
     Observation(ObservationTest),
     ObservationCoded { vs: VsId, lookback_days: i64 },
@@ -158,6 +191,22 @@ pub enum Expr {
     AgeAtLeast(u32),
     Hook(Vec<String>),
     RuleFired(usize),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReasonFilter {
+    Any,
+    In(VsId),
+    NotIn(VsId),
+    Without,
+}
+
+#[derive(Debug, Clone)]
+pub struct DraftOrderTest {
+    pub vs: VsId,
+    pub reason: ReasonFilter,
+    /// Empty: any route.
+    pub routes: Vec<RouteName>,
 }
 
 #[derive(Debug, Clone)]
@@ -169,6 +218,9 @@ pub struct ObservationTest {
     pub canonical_unit: String,
     pub adjust: Option<Adjustment>,
     pub source: Option<String>,
+    /// A high-value test on an analyte that haemolysis falsely raises: haemolysed results
+    /// are set aside.
+    pub skip_haemolysed: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -196,6 +248,8 @@ pub struct Resolver<'a> {
     pub index: &'a ValueSetIndex,
     pub facts: &'a [String],
     pub rules: &'a [String],
+    /// Value sets whose high results a haemolysed specimen falsely raises.
+    pub haemolysis_raises: &'a [VsId],
 }
 
 pub type CompileError = (String, String);
@@ -219,6 +273,7 @@ impl Resolver<'_> {
             ExprFile::Condition(p) => Expr::Condition {
                 vs: self.vs(&p.valueset, &format!("{at}/condition/valueset"))?,
                 within_days: p.within_days,
+                any_date_within_days: p.any_date_within_days,
             },
             ExprFile::Medication(p) => Expr::Medication {
                 vs: self.vs(&p.valueset, &format!("{at}/medication/valueset"))?,
@@ -226,7 +281,7 @@ impl Resolver<'_> {
                 statements: p.sources.is_empty() || p.sources.contains(&MedicationSourceFilter::Statement),
                 started_at_least_days_ago: p.started_at_least_days_ago,
             },
-            ExprFile::DraftOrder(r) => Expr::DraftOrder(self.vs(&r.valueset, &format!("{at}/draft_order/valueset"))?),
+            ExprFile::DraftOrder(p) => Expr::DraftOrder(self.draft_order(p, &format!("{at}/draft_order"))?),
             ExprFile::OrderReason(r) => {
                 Expr::OrderReason(self.vs(&r.valueset, &format!("{at}/order_reason/valueset"))?)
             }
@@ -265,6 +320,17 @@ impl Resolver<'_> {
 
     fn vs(&self, name: &str, at: &str) -> Result<VsId, CompileError> {
         self.index.id(name).ok_or_else(|| (at.to_string(), format!("unknown value set '{name}'")))
+    }
+
+    fn draft_order(&self, p: &DraftOrderPred, at: &str) -> Result<DraftOrderTest, CompileError> {
+        let reason = match (&p.reason_in, &p.reason_not_in, p.without_reason) {
+            (None, None, false) => ReasonFilter::Any,
+            (Some(vs), None, false) => ReasonFilter::In(self.vs(vs, &format!("{at}/reason_in"))?),
+            (None, Some(vs), false) => ReasonFilter::NotIn(self.vs(vs, &format!("{at}/reason_not_in"))?),
+            (None, None, true) => ReasonFilter::Without,
+            _ => return Err((at.to_string(), "give at most one of reason_in, reason_not_in, without_reason".into())),
+        };
+        Ok(DraftOrderTest { vs: self.vs(&p.valueset, &format!("{at}/valueset"))?, reason, routes: p.routes.clone() })
     }
 
     fn observation(&self, p: &ObservationPred, at: &str) -> Result<ObservationTest, CompileError> {
@@ -316,6 +382,8 @@ impl Resolver<'_> {
             canonical_unit: units.canonical.clone(),
             adjust,
             source: p.source.clone(),
+            skip_haemolysed: matches!(p.comparator, Comparator::Gt | Comparator::Ge)
+                && self.haemolysis_raises.contains(&vs),
         })
     }
 }
@@ -328,7 +396,7 @@ impl Expr {
         match self {
             Expr::Condition { vs, .. }
             | Expr::Medication { vs, .. }
-            | Expr::DraftOrder(vs)
+            | Expr::DraftOrder(DraftOrderTest { vs, .. })
             | Expr::OrderReason(vs)
             | Expr::ObservationCoded { vs, .. } => Some(vec![*vs]),
             Expr::Observation(t) => Some(vec![t.vs]),

@@ -3,10 +3,15 @@
 //! ([`eval`]). Clinical knowledge is data; this module holds only mechanisms.
 
 pub mod book;
+pub mod card_policy;
 pub mod conventions;
 pub mod eval;
 pub mod expr;
+pub mod lab_orders;
+pub mod merged;
 pub mod model;
+mod observed;
+pub mod placeholder;
 pub mod testcase;
 pub mod valueset;
 

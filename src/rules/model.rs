@@ -71,6 +71,18 @@ pub struct CardTemplate {
     /// Sorts after every other card (the baseline self-care card).
     #[serde(default)]
     pub always_last: bool,
+    /// The card is withdrawn when another card of one of these indicators fires (a general
+    /// self-care card does not sit under a red flag).
+    #[serde(default)]
+    pub yields_to: Vec<Indicator>,
+    /// Facts that do not decide whether the card fires but belong in its "why" when present
+    /// (e.g. recent surgery on a DVT card).
+    #[serde(default)]
+    pub context_evidence: Vec<ExprFile>,
+    /// Where `{finding}` comes from: the first evidence of this expression (unless a matching
+    /// variant's own condition supplies it), so a rule with an "A or B" title says which.
+    #[serde(default)]
+    pub finding_from: Option<ExprFile>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -101,11 +113,9 @@ pub struct Note {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LabOrder {
-    /// LOINC code of the test to order.
+    /// LOINC code of the test to order; its condition is in `cards/lab-orders.json`.
     pub code: String,
     pub display: String,
-    #[serde(default)]
-    pub when: Option<String>,
 }
 
 /// A suggestion acting on the draft order(s) that triggered the card (e.g. delete quinine).
@@ -122,6 +132,9 @@ pub struct Citation {
     pub title: String,
     #[serde(default)]
     pub url: Option<String>,
+    /// Cited only when this holds (e.g. the source of the analyte that fired).
+    #[serde(default)]
+    pub when: Option<ExprFile>,
 }
 
 /// A test case: a patient as FHIR resources, the hook, the evaluation instant, and whether
@@ -175,6 +188,12 @@ pub struct Rule {
     pub escalations: Vec<(Indicator, Expr, String)>,
     pub variants: Vec<(Expr, Option<String>, Option<String>)>,
     pub notes: Vec<(Expr, String)>,
+    /// Per citation: the condition under which it is cited (`None`: always).
+    pub citation_when: Vec<Option<Expr>>,
+    pub context_evidence: Vec<Expr>,
+    pub finding_from: Option<Expr>,
+    /// Index into `RuleBook::lab_orders` of each of the card's orders.
+    pub orders: Vec<usize>,
     pub card: CardTemplate,
     pub suppresses: Vec<usize>,
     pub tests: Vec<TestCase>,

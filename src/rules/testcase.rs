@@ -82,7 +82,7 @@ pub fn build_request(
 
 /// Checks a response against a case's expectation; `Err` says what differs.
 pub fn check_response(rule: &Rule, case: &TestCase, response: &CdsResponse) -> Result<(), String> {
-    let card = response.cards.iter().find(|c| c.source.topic.as_ref().is_some_and(|t| t.code == rule.id));
+    let card = response.cards.iter().find(|c| card_stands_for(c, &rule.id));
     match (case.expect, card) {
         (Expectation::NoFire, Some(c)) => return Err(format!("fired ({}: {})", c.indicator.as_str(), c.summary)),
         (Expectation::NoFire, None) => {}
@@ -106,11 +106,21 @@ pub fn check_response(rule: &Rule, case: &TestCase, response: &CdsResponse) -> R
         }
     }
     for absent in &case.absent_rules {
-        if response.cards.iter().any(|c| c.source.topic.as_ref().is_some_and(|t| &t.code == absent)) {
+        if response.cards.iter().any(|c| card_stands_for(c, absent)) {
             return Err(format!("rule {absent} should not be in the response"));
         }
     }
     Ok(())
+}
+
+/// Whether a card is the rule's own card, or a merged card that lists the rule.
+pub fn card_stands_for(card: &crate::protocol::Card, rule_id: &str) -> bool {
+    card.source.topic.as_ref().is_some_and(|t| t.code == rule_id)
+        || card
+            .extension
+            .get(crate::cards::RULES_EXTENSION)
+            .and_then(|v| v.as_array())
+            .is_some_and(|rules| rules.iter().any(|r| r.as_str() == Some(rule_id)))
 }
 
 /// Runs one case in-process (no HTTP): request → pipeline → check.

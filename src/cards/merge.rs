@@ -1,0 +1,156 @@
+//! Merged cards (revision 2 C5): when two or more rules of a merged group fire, one card
+//! stands for them — one line per drug and its evidence, the sources of every member once, and
+//! the member rules listed in `extension["org.leg-cramp-cds.rules"]` so that feedback and
+//! analytics still count each rule.
+
+use super::{evidence, orders, EVIDENCE_EXTENSION, RULES_EXTENSION, RULE_SYSTEM, SOURCE_LABEL};
+use crate::facts::PatientFacts;
+use crate::protocol::response::{Link, LinkType, SelectionBehavior, Source};
+use crate::protocol::{Card, Coding};
+use crate::rules::eval::Evidence;
+use crate::rules::merged::MergedCard;
+use crate::rules::placeholder::shorten;
+use crate::rules::{Finding, RuleBook};
+use serde_json::{json, Map};
+use std::collections::HashSet;
+use std::fmt::Write;
+
+/// (merged card, positions of its member findings) for every group with two or more members.
+pub fn groups(book: &RuleBook, findings: &[Finding]) -> Vec<(usize, Vec<usize>)> {
+    book.policy
+        .merged
+        .iter()
+        .enumerate()
+        .filter_map(|(m, merged)| {
+            let members: Vec<usize> =
+                (0..findings.len()).filter(|&i| merged.rules.contains(&findings[i].rule)).collect();
+            (members.len() >= 2).then_some((m, members))
+        })
+        .collect()
+}
+
+pub fn card(
+    book: &RuleBook,
+    facts: &PatientFacts,
+    merged: &MergedCard,
+    members: &[&Finding],
+    patient_id: &str,
+    offered: &mut HashSet<String>,
+) -> Card {
+    let drugs = drug_names(facts, members);
+    let mut md = String::with_capacity(2048);
+    let _ = writeln!(md, "**Why this card** ({})", merged.title);
+    let mut order_decisions = Vec::new();
+    let mut links: Vec<Link> = Vec::new();
+    let mut resources = Vec::new();
+    let mut rule_ids = Vec::new();
+    for f in members {
+        let rule = &book.rules[f.rule];
+        rule_ids.push(rule.id.clone());
+        let _ = writeln!(md, "- **{}**", rule.title);
+        for e in &f.evidence {
+            for line in evidence::lines(book, facts, e) {
+                let _ = writeln!(md, "  - {line}");
+            }
+        }
+        for r in evidence::references(facts, &f.evidence) {
+            if !resources.contains(&r) {
+                resources.push(r);
+            }
+        }
+        for d in &f.orders {
+            if !order_decisions.iter().any(|(o, _)| *o == d.0) {
+                order_decisions.push(d.clone());
+            }
+        }
+        for &k in &f.citations {
+            let c = &rule.card.citations[k];
+            if let Some(url) = &c.url {
+                if !links.iter().any(|l| &l.url == url) {
+                    links.push(Link {
+                        label: shorten(&c.title, 120),
+                        url: url.clone(),
+                        kind: LinkType::Absolute,
+                        app_context: None,
+                        autolaunchable: None,
+                    });
+                }
+            }
+        }
+    }
+    let (suggestions, order_lines) =
+        orders::render(&book.policy.lab_orders, &order_decisions, facts, patient_id, offered);
+    let _ = writeln!(md, "\n**What to do**\n\n{}", merged.detail.trim());
+    for f in members {
+        let rule = &book.rules[f.rule];
+        let _ = writeln!(md, "\n*{}*: {}", rule.title, rule.card.detail.trim());
+    }
+    if !order_lines.is_empty() {
+        md.push('\n');
+        for l in &order_lines {
+            let _ = writeln!(md, "- {l}");
+        }
+    }
+    let mut extension = Map::new();
+    extension.insert(RULES_EXTENSION.to_string(), json!(rule_ids));
+    extension.insert(EVIDENCE_EXTENSION.to_string(), json!({ "rule": merged.code, "resources": resources }));
+    Card {
+        uuid: Some(uuid::Uuid::now_v7().to_string()),
+        summary: summary(&merged.summary, facts, &drugs),
+        detail: Some(md.trim_end().to_string()),
+        indicator: members.iter().map(|f| f.indicator).max().unwrap_or(crate::protocol::Indicator::Info),
+        source: Source {
+            label: SOURCE_LABEL.to_string(),
+            url: links.first().map(|l| l.url.clone()),
+            icon: None,
+            topic: Some(Coding {
+                system: RULE_SYSTEM.into(),
+                code: merged.code.clone(),
+                display: Some(merged.title.clone()),
+            }),
+        },
+        selection_behavior: (!suggestions.is_empty()).then_some(SelectionBehavior::Any),
+        suggestions,
+        override_reasons: book.override_reasons.clone(),
+        links,
+        extension,
+    }
+}
+
+/// The drugs behind the member findings, each once, as a clinician names them.
+fn drug_names(facts: &PatientFacts, members: &[&Finding]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for f in members {
+        for e in &f.evidence {
+            if let Evidence::Medication(i) = e {
+                let name = facts.medications[*i].short_name();
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+        }
+    }
+    names
+}
+
+/// Fills `{count}`, `{possessive}` and `{drugs}`, dropping drug names ("+N more") until the
+/// summary is under 140 characters.
+fn summary(template: &str, facts: &PatientFacts, drugs: &[String]) -> String {
+    let possessive = match facts.gender.as_deref() {
+        Some("female") => "her",
+        Some("male") => "his",
+        _ => "their",
+    };
+    let base = template.replace("{count}", &drugs.len().to_string()).replace("{possessive}", possessive);
+    for shown in (1..=drugs.len()).rev() {
+        let mut list = drugs[..shown].join(", ");
+        if shown < drugs.len() {
+            let _ = write!(list, " +{} more", drugs.len() - shown);
+        }
+        let s = base.replace("{drugs}", &list);
+        if s.chars().count() < 140 {
+            return s;
+        }
+    }
+    shorten(&base.replace("{drugs}", &format!("{} medicines", drugs.len())), 139)
+}
