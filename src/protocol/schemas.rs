@@ -18,6 +18,7 @@ pub const SCHEMA_FILES: &[(&str, &str)] = &[
     ("feedback.schema.json", include_str!("../../schemas/feedback.schema.json")),
     ("rule.schema.json", include_str!("../../schemas/rule.schema.json")),
     ("valueset.schema.json", include_str!("../../schemas/valueset.schema.json")),
+    ("units.schema.json", include_str!("../../schemas/units.schema.json")),
 ];
 
 /// Hooks whose context has a schema in request.schema.json `$defs/contexts`.
@@ -47,6 +48,7 @@ pub enum Document {
     Feedback,
     Rule,
     ValueSet,
+    Units,
 }
 
 pub struct SchemaSet {
@@ -87,6 +89,7 @@ impl SchemaSet {
             (Document::Feedback, "feedback.schema.json"),
             (Document::Rule, "rule.schema.json"),
             (Document::ValueSet, "valueset.schema.json"),
+            (Document::Units, "units.schema.json"),
         ] {
             documents.insert(doc, build(format!("{BASE}{file}"))?);
         }
