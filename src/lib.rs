@@ -12,6 +12,7 @@ pub mod commands;
 pub mod facts;
 pub mod fhir;
 pub mod http;
+pub mod knowledge;
 pub mod metrics;
 pub mod pipeline;
 pub mod protocol;

@@ -20,6 +20,7 @@ pub const SCHEMA_FILES: &[(&str, &str)] = &[
     ("valueset.schema.json", include_str!("../../schemas/valueset.schema.json")),
     ("lab-orders.schema.json", include_str!("../../schemas/lab-orders.schema.json")),
     ("merged-cards.schema.json", include_str!("../../schemas/merged-cards.schema.json")),
+    ("units.schema.json", include_str!("../../schemas/units.schema.json")),
 ];
 
 /// Hooks whose context has a schema in request.schema.json `$defs/contexts`.
@@ -51,6 +52,7 @@ pub enum Document {
     ValueSet,
     LabOrders,
     MergedCards,
+    Units,
 }
 
 pub struct SchemaSet {
@@ -93,6 +95,7 @@ impl SchemaSet {
             (Document::ValueSet, "valueset.schema.json"),
             (Document::LabOrders, "lab-orders.schema.json"),
             (Document::MergedCards, "merged-cards.schema.json"),
+            (Document::Units, "units.schema.json"),
         ] {
             documents.insert(doc, build(format!("{BASE}{file}"))?);
         }

@@ -64,7 +64,11 @@ impl RuleBook {
                 Err(e) => errors.push(e),
             }
         }
-        let index = match ValueSetIndex::build(vs_files) {
+        let converter = match super::valueset::load_unit_converter(dir, schemas) {
+            Ok(c) => c,
+            Err(es) => return Err(errors.into_iter().chain(es).collect()),
+        };
+        let index = match ValueSetIndex::build(vs_files, &converter) {
             Ok(i) => i,
             Err(es) => {
                 let vdir = dir.join("valuesets");

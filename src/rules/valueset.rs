@@ -2,8 +2,18 @@
 //! code → value sets, so that looking up a patient's code costs the same however many
 //! codes and rules there are.
 
+use crate::catalog::{read_json, LoadError};
+use crate::knowledge::units::{UnitConverter, UnitSpec};
+use crate::protocol::schemas::{Document, SchemaSet};
 use serde::Deserialize;
 use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+/// A value set's units, converted through UCUM (see [`crate::knowledge::units`]):
+/// `to_canonical(value, unit)` gives the value in `canonical`, or `None` when the unit cannot
+/// be read or converted; `explain(unit)` says why.
+pub use crate::knowledge::units::AnalyteUnits as Units;
 
 pub type VsId = u32;
 
@@ -23,9 +33,10 @@ pub struct ValueSetFile {
     /// and text: covers product-level codes (SCD/SBD) and ingredients without a verified code.
     #[serde(default)]
     pub ingredients: Vec<String>,
-    /// For lab value sets: the canonical unit and factors from other units to it.
+    /// For lab and vital value sets: the canonical unit, molar mass, valence and what else
+    /// UCUM cannot convert.
     #[serde(default)]
-    pub units: Option<Units>,
+    pub units: Option<UnitSpec>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -40,59 +51,6 @@ pub struct CodeEntry {
     pub r#match: Option<String>,
     #[serde(default)]
     pub note: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Units {
-    pub canonical: String,
-    /// unit → factor: value_in_canonical = value × factor. The canonical unit is implied (1).
-    #[serde(default)]
-    pub factors: HashMap<String, f64>,
-}
-
-impl Units {
-    /// Converts a value in `unit` to the canonical unit; `None` if the unit is unknown.
-    pub fn to_canonical(&self, value: f64, unit: &str) -> Option<f64> {
-        if same_unit(unit, &self.canonical) {
-            return Some(value);
-        }
-        self.factors.iter().find(|(k, _)| same_unit(unit, k)).map(|(_, f)| value * f)
-    }
-}
-
-/// Unit strings compared case-insensitively, ignoring spaces and UCUM's curly annotations
-/// on counts (`{beats}/min` = `/min`); `u[IU]` and `µ` spelled the ASCII way.
-pub fn normalise_unit(unit: &str) -> String {
-    unit_chars(unit).collect()
-}
-
-/// The characters of a unit as compared (see [`normalise_unit`]), without allocating.
-fn unit_chars(unit: &str) -> impl Iterator<Item = char> + '_ {
-    let mut in_brace = false;
-    unit.chars()
-        .filter(move |&ch| match ch {
-            '{' => {
-                in_brace = true;
-                false
-            }
-            '}' => {
-                in_brace = false;
-                false
-            }
-            _ if in_brace => false,
-            ' ' | '[' | ']' => false,
-            _ => true,
-        })
-        .flat_map(|ch| match ch {
-            'µ' | 'μ' => 'u'.to_lowercase(),
-            c => c.to_lowercase(),
-        })
-}
-
-/// Whether two unit strings name the same unit (case, spaces, annotations aside).
-pub fn same_unit(a: &str, b: &str) -> bool {
-    unit_chars(a).eq(unit_chars(b))
 }
 
 /// Canonical code-system URIs, so that an OID or a common variant matches.
@@ -146,7 +104,8 @@ pub struct ValueSetIndex {
 }
 
 impl ValueSetIndex {
-    pub fn build(files: Vec<ValueSetFile>) -> Result<Self, Vec<(String, String)>> {
+    /// Indexes the value sets; their units share `converter`.
+    pub fn build(files: Vec<ValueSetFile>, converter: &Arc<UnitConverter>) -> Result<Self, Vec<(String, String)>> {
         let mut index = ValueSetIndex::default();
         let mut errors = Vec::new();
         for file in files {
@@ -180,13 +139,15 @@ impl ValueSetIndex {
                 index.longest_ingredient_words = index.longest_ingredient_words.max(key.split(' ').count());
                 push_unique(index.ingredients.entry(key).or_default(), id);
             }
-            if let Some(units) = &file.units {
-                if units.factors.values().any(|f| !f.is_finite() || *f <= 0.0) {
-                    errors.push((file.id.clone(), "unit factors must be positive numbers".into()));
+            let units = match file.units.as_ref().map(|spec| Units::new(spec, converter)).transpose() {
+                Ok(units) => units,
+                Err(es) => {
+                    errors.extend(es.into_iter().map(|e| (file.id.clone(), format!("units: {e}"))));
+                    None
                 }
-            }
+            };
             index.by_id.insert(file.id.clone(), id);
-            index.sets.push(ValueSet { id: file.id, label: file.label, units: file.units, codes: file.codes });
+            index.sets.push(ValueSet { id: file.id, label: file.label, units, codes: file.codes });
         }
         if errors.is_empty() {
             Ok(index)
@@ -257,6 +218,21 @@ impl ValueSetIndex {
     }
 }
 
+/// Reads `units.json` of the cards directory (schema `units.schema.json`): the non-UCUM unit
+/// spellings, as the converter every value set's units share.
+pub fn load_unit_converter(dir: &Path, schemas: &SchemaSet) -> Result<Arc<UnitConverter>, Vec<LoadError>> {
+    let file = dir.join("units.json");
+    let err = |pointer: String, message: String| LoadError { file: file.clone(), pointer, message };
+    let value = read_json(&file).map_err(|e| vec![e])?;
+    schemas
+        .validate(Document::Units, &value)
+        .map_err(|es| es.into_iter().map(|e| err(e.pointer, e.message)).collect::<Vec<_>>())?;
+    let table = serde_json::from_value(value).map_err(|e| vec![err(String::new(), e.to_string())])?;
+    UnitConverter::new(&table)
+        .map(Arc::new)
+        .map_err(|es| es.into_iter().map(|e| err(e.pointer(), e.to_string())).collect())
+}
+
 /// Lower-case alphanumeric words of a text.
 pub fn words(text: &str) -> Vec<String> {
     text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase).collect()
@@ -277,6 +253,7 @@ fn extend_unique(out: &mut Vec<VsId>, ids: &[VsId]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::knowledge::units::UnitProblem;
     use serde_json::json;
 
     fn index() -> ValueSetIndex {
@@ -287,11 +264,18 @@ mod tests {
             {"id": "THIAZIDE", "description": "d", "ingredients": ["hydrochlorothiazide", "magnesium oxide"],
              "codes": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "5487"},
                        {"system": "http://www.whocc.no/atc", "code": "C03AA", "match": "descendants"}]},
-            {"id": "MG", "description": "d", "units": {"canonical": "mg/dL", "factors": {"mmol/L": 2.431, "mEq/L": 1.2155}},
+            {"id": "MG", "description": "d", "units": {"canonical": "mg/dL", "molar_mass": 24.305, "valence": 2},
              "codes": [{"system": "http://loinc.org", "code": "19123-9"}]}
         ]))
         .unwrap();
-        ValueSetIndex::build(files).unwrap()
+        ValueSetIndex::build(files, &converter()).unwrap()
+    }
+
+    fn converter() -> Arc<UnitConverter> {
+        let table = serde_json::from_value(json!({"description": "d", "groups": [
+            {"source": "s", "spellings": {"mEq/L": "meq/L"}}]}))
+        .unwrap();
+        Arc::new(UnitConverter::new(&table).unwrap())
     }
 
     #[test]
@@ -331,15 +315,40 @@ mod tests {
     }
 
     #[test]
-    fn units_convert_by_factor_and_unknown_units_do_not() {
+    fn units_convert_through_ucum_with_molar_mass_and_valence() {
         let ix = index();
         let u = ix.get(ix.id("MG").unwrap()).units.as_ref().unwrap();
         assert_eq!(u.to_canonical(2.0, "mg/dL"), Some(2.0));
-        assert_eq!(u.to_canonical(2.0, "MG/DL"), Some(2.0));
+        assert_eq!(u.to_canonical(2.0, "MG/DL"), Some(2.0), "upper case: UCUM's case-insensitive codes");
         assert!((u.to_canonical(0.62, "mmol/L").unwrap() - 1.507).abs() < 0.001);
-        assert!((u.to_canonical(1.48, "meq/L").unwrap() - 1.799).abs() < 0.001);
+        assert!((u.to_canonical(1.48, "mEq/L").unwrap() - 1.799).abs() < 0.001);
+        assert!((u.to_canonical(20.0, "mg/L").unwrap() - 2.0).abs() < 1e-12);
         assert_eq!(u.to_canonical(2.0, "furlongs"), None);
-        assert_eq!(normalise_unit("{beats}/min"), "/min");
-        assert_eq!(normalise_unit("u[IU]/mL"), "uiu/ml");
+        assert_eq!(u.explain("furlongs"), Some(UnitProblem::Unknown));
+        assert_eq!(u.explain("mL/min"), Some(UnitProblem::WrongDimension));
+        assert_eq!(u.explain("umol/L"), None);
+    }
+
+    #[test]
+    fn bad_units_in_a_value_set_are_load_errors() {
+        let files: Vec<ValueSetFile> = serde_json::from_value(json!([
+            {"id": "A", "description": "d", "units": {"canonical": "furlongs/fortnight"}, "codes": [{"system": "s", "code": "1"}]},
+            {"id": "B", "description": "d", "units": {"canonical": "mg/dL", "factors": {"g/L": 0.1}}, "codes": [{"system": "s", "code": "2"}]}
+        ]))
+        .unwrap();
+        let errors = ValueSetIndex::build(files, &converter()).unwrap_err();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors[0].0 == "A" && errors[0].1.contains("neither UCUM nor a listed spelling"), "{errors:?}");
+        assert!(errors[1].0 == "B" && errors[1].1.contains("already converts"), "{errors:?}");
+    }
+
+    #[test]
+    fn the_cards_unit_table_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("cards");
+        let schemas = SchemaSet::compile().unwrap();
+        let converter = load_unit_converter(&dir, &schemas).unwrap();
+        assert_eq!(converter.read("beats/minute").unwrap().ucum, "/min");
+        let missing = load_unit_converter(&dir.join("rules"), &schemas).unwrap_err();
+        assert!(missing[0].message.contains("cannot read"), "{missing:?}");
     }
 }
