@@ -122,12 +122,13 @@ pub fn disposition(kind: &str, path: &[Segment]) -> Disposition {
     if keys.len() > 1 && keys.last() == Some(&"display") {
         return Disposition::Drop;
     }
-    let decision = DECISION_ELEMENTS.iter().filter(|(k, _)| *k == kind).flat_map(|(_, names)| names.iter()).any(|name| {
-        let parts: Vec<&str> = name.split('.').collect();
-        // Inside a decision element, or a whole that contains one (an unreadable `subject`
-        // holds an unreadable `subject.reference`).
-        keys.starts_with(&parts) || parts.starts_with(&keys)
-    });
+    let decision =
+        DECISION_ELEMENTS.iter().filter(|(k, _)| *k == kind).flat_map(|(_, names)| names.iter()).any(|name| {
+            let parts: Vec<&str> = name.split('.').collect();
+            // Inside a decision element, or a whole that contains one (an unreadable `subject`
+            // holds an unreadable `subject.reference`).
+            keys.starts_with(&parts) || parts.starts_with(&keys)
+        });
     if decision {
         Disposition::Skip
     } else {

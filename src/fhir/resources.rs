@@ -128,7 +128,9 @@ impl ResourceSet {
             Some((kind, id)) => ResourceHead { resource_type: Some(kind.into()), id: id.map(Into::into) },
             None => match serde_json::from_str::<ResourceHead>(text) {
                 Ok(h) => h,
-                Err(_) => return self.skip(at, "not a FHIR resource (not an object with a string resourceType)".into()),
+                Err(_) => {
+                    return self.skip(at, "not a FHIR resource (not an object with a string resourceType)".into())
+                }
             },
         };
         let Some(kind) = head.resource_type.as_deref().filter(|k| !k.is_empty()) else {

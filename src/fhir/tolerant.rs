@@ -80,8 +80,10 @@ pub fn read_json(kind: &str, text: &str) -> Result<Read, ReadError> {
     if let Ok(resource) = Resource::deserialize_kind(kind, &mut de).and_then(|r| de.end().map(|()| r)) {
         return Ok(Read::clean(resource));
     }
-    let value = serde_json::from_str(text)
-        .map_err(|e| ReadError::Malformed { kind: bounded(kind, 40), message: bounded(&e.to_string(), MESSAGE_CHARS) })?;
+    let value = serde_json::from_str(text).map_err(|e| ReadError::Malformed {
+        kind: bounded(kind, 40),
+        message: bounded(&e.to_string(), MESSAGE_CHARS),
+    })?;
     repair(kind, value)
 }
 
@@ -119,7 +121,10 @@ fn repair(kind: &str, mut value: Value) -> Result<Read, ReadError> {
         };
         let path: Vec<Segment> = track.path().iter().cloned().collect();
         if path.is_empty() {
-            return Err(ReadError::Malformed { kind: kind.to_string(), message: bounded(&error.to_string(), MESSAGE_CHARS) });
+            return Err(ReadError::Malformed {
+                kind: kind.to_string(),
+                message: bounded(&error.to_string(), MESSAGE_CHARS),
+            });
         }
         let found = lookup(&value, &path).map_or_else(|| "?".to_string(), describe);
         match disposition(kind, &path) {
@@ -282,7 +287,10 @@ mod tests {
     #[test]
     fn an_unreadable_decision_element_skips_the_resource_and_names_it() {
         let err = read_value(observation(json!({"status": 5}))).unwrap_err();
-        assert_eq!(err, ReadError::Unreadable { kind: "Observation".into(), element: "status".into(), found: "5".into() });
+        assert_eq!(
+            err,
+            ReadError::Unreadable { kind: "Observation".into(), element: "status".into(), found: "5".into() }
+        );
         let err = read_value(observation(json!({"code": {"coding": [{"code": ["x"]}]}}))).unwrap_err();
         assert!(err.to_string().contains("element code.coding[0].code could not be read (found […])"), "{err}");
         let secret = format!("Jane Doe {}", "y".repeat(500));
@@ -307,9 +315,15 @@ mod tests {
         let text = r#"{"resourceType":"Observation","id":"o","note":"free text","status":"final"}"#;
         let read = read_json("Observation", text).unwrap();
         assert_eq!(read.ignored[0].element, "note");
-        assert!(read_json("Observation", r#"{"resourceType":"Observation","status":"final"}"#).unwrap().ignored.is_empty());
+        assert!(read_json("Observation", r#"{"resourceType":"Observation","status":"final"}"#)
+            .unwrap()
+            .ignored
+            .is_empty());
         assert_eq!(read_value(json!({"id": "x"})).unwrap_err(), ReadError::NoResourceType);
-        assert!(matches!(read_value(json!({"resourceType": "Encounter", "status": 5})), Ok(Read { resource: Resource::Other(_), .. })));
+        assert!(matches!(
+            read_value(json!({"resourceType": "Encounter", "status": 5})),
+            Ok(Read { resource: Resource::Other(_), .. })
+        ));
     }
 
     #[test]

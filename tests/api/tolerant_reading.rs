@@ -215,5 +215,8 @@ async fn a_pathological_resource_answers_quickly() {
     assert!(fired(&response, CRITICAL_K, "critical"), "{response}");
     let warnings = warnings(&response);
     assert_eq!(warnings.len(), 1, "{warnings:?}");
-    assert!(warnings[0].contains("(Observation/k-many)") && warnings[0].contains("more than 8 elements"), "{warnings:?}");
+    assert!(
+        warnings[0].contains("(Observation/k-many)") && warnings[0].contains("more than 8 elements"),
+        "{warnings:?}"
+    );
 }
