@@ -1,10 +1,15 @@
 //! FHIR R4 input: minimal typed models of what the rules read, the client that fetches
 //! missing prefetch from the EHR's FHIR server, and the gathering of every resource a
 //! request carries (prefetch, fallback fetches, draft orders) into one [`ResourceSet`].
+//! Malformed input is read tolerantly ([`tolerant`]): one-or-many arrays, unreadable
+//! elements no decision needs dropped alone, as set out in [`elements`].
 
 pub mod client;
+pub mod elements;
 pub mod model;
+pub mod one_or_many;
 pub mod resources;
+pub mod tolerant;
 
 pub use model::*;
 pub use resources::{ResourceSet, SkippedResource};

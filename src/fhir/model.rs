@@ -1,6 +1,10 @@
 //! Hand-written serde types for the FHIR R4 resources and datatypes the rules read.
 //! Unknown fields are ignored; `value[x]`/`effective[x]` choices are explicit optional fields.
+//! Every array accepts a single element in its place ([`one_or_many`]); what else may be
+//! malformed, and what that costs, is decided in [`super::elements`] and
+//! [`super::tolerant`].
 
+use super::one_or_many::one_or_many;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -16,7 +20,7 @@ pub struct Coding {
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 pub struct CodeableConcept {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "one_or_many")]
     pub coding: Vec<Coding>,
     #[serde(default)]
     pub text: Option<String>,
@@ -149,15 +153,15 @@ pub struct MedicationRequest {
     pub medication_reference: Option<Reference>,
     #[serde(default)]
     pub authored_on: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "one_or_many")]
     pub reason_code: Vec<CodeableConcept>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "one_or_many")]
     pub reason_reference: Vec<Reference>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "one_or_many")]
     pub dosage_instruction: Vec<Dosage>,
     #[serde(default)]
     pub subject: Option<Reference>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "one_or_many")]
     pub contained: Vec<Value>,
 }
 
@@ -178,15 +182,15 @@ pub struct MedicationStatement {
     pub effective_period: Option<Period>,
     #[serde(default)]
     pub date_asserted: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "one_or_many")]
     pub reason_code: Vec<CodeableConcept>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "one_or_many")]
     pub reason_reference: Vec<Reference>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "one_or_many")]
     pub dosage: Vec<Dosage>,
     #[serde(default)]
     pub subject: Option<Reference>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "one_or_many")]
     pub contained: Vec<Value>,
 }
 
@@ -205,7 +209,7 @@ pub struct Medication {
     /// Dose form (e.g. "Injectable Solution"): tells a parenteral product from an oral one.
     #[serde(default)]
     pub form: Option<CodeableConcept>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "one_or_many")]
     pub ingredient: Vec<Ingredient>,
 }
 
@@ -218,7 +222,7 @@ pub struct ObservationComponent {
     pub value_quantity: Option<Quantity>,
     #[serde(default)]
     pub value_codeable_concept: Option<CodeableConcept>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "one_or_many")]
     pub reference_range: Vec<ReferenceRange>,
 }
 
@@ -243,21 +247,22 @@ pub struct Observation {
     pub value_quantity: Option<Quantity>,
     #[serde(default)]
     pub value_codeable_concept: Option<CodeableConcept>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "one_or_many")]
     pub reference_range: Vec<ReferenceRange>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "one_or_many")]
     pub component: Vec<ObservationComponent>,
     #[serde(default)]
     pub subject: Option<Reference>,
     /// Read for specimen problems (a haemolysed potassium is not believed when high).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "one_or_many")]
     pub note: Vec<Annotation>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "one_or_many")]
     pub interpretation: Vec<CodeableConcept>,
     #[serde(default)]
     pub specimen: Option<Reference>,
-    /// Set by the tolerant reader when `value[x]` was present but unreadable: a short,
-    /// bounded description of what was sent. Such a result is kept but never compared.
+    /// Set by the tolerant reader when `valueQuantity` was sent but could not be read (the
+    /// Observation is then kept without a value): a short description of what was there,
+    /// at most 40 characters, e.g. `value "abc"` or `unit {…}`.
     #[serde(skip)]
     pub value_problem: Option<String>,
 }
@@ -305,21 +310,6 @@ impl Resource {
             }
         })
     }
-
-    /// Parses one resource by its `resourceType`; `Err` says why it cannot be used.
-    pub fn from_value(value: Value) -> Result<Self, String> {
-        let kind =
-            value.get("resourceType").and_then(Value::as_str).ok_or_else(|| "no resourceType".to_string())?.to_string();
-        Self::deserialize_kind(&kind, value).map_err(|e| format!("{kind} does not parse: {e}"))
-    }
-
-    /// Parses one resource of a known type from JSON text.
-    pub fn from_json(kind: &str, text: &str) -> Result<Self, String> {
-        let mut de = serde_json::Deserializer::from_str(text);
-        Self::deserialize_kind(kind, &mut de)
-            .and_then(|r| de.end().map(|()| r))
-            .map_err(|e| format!("{kind} does not parse: {e}"))
-    }
 }
 
 #[cfg(test)]
@@ -327,14 +317,39 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn read(value: Value) -> Result<Resource, serde_json::Error> {
+        let kind = value["resourceType"].as_str().unwrap_or_default().to_string();
+        Resource::deserialize_kind(&kind, value)
+    }
+
     #[test]
-    fn unknown_fields_are_ignored_and_bad_types_reported() {
-        let ok = Resource::from_value(json!({"resourceType": "Patient", "id": "p", "gender": "female", "x": {"y": 1}}));
+    fn unknown_fields_are_ignored_and_bad_types_refused() {
+        let ok = read(json!({"resourceType": "Patient", "id": "p", "gender": "female", "x": {"y": 1}}));
         assert!(matches!(ok, Ok(Resource::Patient(p)) if p.gender.as_deref() == Some("female")));
-        let bad = Resource::from_value(json!({"resourceType": "Observation", "status": 5}));
-        assert!(bad.unwrap_err().contains("Observation does not parse"));
-        assert!(
-            matches!(Resource::from_value(json!({"resourceType": "Encounter"})), Ok(Resource::Other(k)) if k == "Encounter")
-        );
+        assert!(read(json!({"resourceType": "Observation", "status": 5})).is_err());
+        assert!(matches!(read(json!({"resourceType": "Encounter"})), Ok(Resource::Other(k)) if k == "Encounter"));
+    }
+
+    #[test]
+    fn every_array_takes_a_single_element() {
+        let r = read(json!({"resourceType": "MedicationRequest", "id": "m",
+            "reasonCode": {"coding": {"system": "http://snomed.info/sct", "code": "78514002"}},
+            "reasonReference": {"reference": "Condition/c"}, "dosageInstruction": {"text": "1 daily"},
+            "contained": {"resourceType": "Medication", "id": "med"}}));
+        let Ok(Resource::MedicationRequest(m)) = r else { panic!("{r:?}") };
+        assert_eq!(m.reason_code[0].first_code(), Some("78514002"));
+        assert_eq!(m.reason_reference.len(), 1);
+        assert_eq!(m.dosage_instruction[0].text.as_deref(), Some("1 daily"));
+        assert_eq!(m.contained.len(), 1);
+        let r = read(json!({"resourceType": "Observation", "note": {"text": "haemolysed"},
+            "interpretation": {"text": "H"}, "referenceRange": {"high": {"value": 5.1}},
+            "component": {"code": {"text": "x"}, "referenceRange": {"text": "r"}}}));
+        let Ok(Resource::Observation(o)) = r else { panic!("{r:?}") };
+        assert_eq!((o.note.len(), o.interpretation.len(), o.reference_range.len()), (1, 1, 1));
+        assert_eq!(o.component[0].reference_range.len(), 1);
+        let r = read(json!({"resourceType": "Medication", "ingredient": {"itemCodeableConcept": {"text": "q"}}}));
+        assert!(matches!(r, Ok(Resource::Medication(m)) if m.ingredient.len() == 1));
+        let r = read(json!({"resourceType": "MedicationStatement", "dosage": {"text": "d"}, "reasonCode": null}));
+        assert!(matches!(r, Ok(Resource::MedicationStatement(m)) if m.dosage.len() == 1 && m.reason_code.is_empty()));
     }
 }

@@ -3,8 +3,10 @@
 //! A resource that does not parse is skipped and reported; it never hides the others.
 
 use super::model::*;
+use super::tolerant::{bounded, read_json, read_kind, read_value, IgnoredElement, Read, ReadError};
 use crate::protocol::prefetch::{Entry, PrefetchValue};
 use crate::protocol::request::{fast_head, ResourceHead};
+use serde::Deserialize;
 use serde_json::Value;
 use std::collections::HashSet;
 
@@ -48,34 +50,38 @@ impl ResourceSet {
         match value {
             PrefetchValue::Bundle { entries, next } => {
                 for (i, entry) in entries.into_iter().enumerate() {
+                    let at = || prefetch_position(key, Some(i));
                     match entry {
-                        Some(Entry::Typed(r)) => self.add_typed(r),
-                        Some(Entry::Raw(r)) => self.add_raw_resource(r.get(), key, Some(i)),
-                        Some(Entry::Invalid { label, reason }) => {
-                            self.skip(format!("prefetch.{key} entry {i} ({label})"), reason)
+                        Some(Entry::Typed(r)) => {
+                            self.add_typed(r);
                         }
-                        None => self.skip(format!("prefetch.{key} entry {i}"), "entry has no resource".into()),
+                        Some(Entry::Raw(r)) => self.add_raw_resource(r.get(), at()),
+                        Some(Entry::Invalid { label, reason }) => {
+                            self.skip(format!("{} ({})", at(), bounded(&label, LABEL_CHARS)), reason)
+                        }
+                        None => self.skip(at(), "entry has no resource".into()),
                     }
                 }
                 next
             }
             PrefetchValue::Resource { raw, .. } => {
-                self.add_raw_resource(raw.get(), key, None);
+                self.add_raw_resource(raw.get(), prefetch_position(key, None));
                 None
             }
             PrefetchValue::Invalid(_) => {
-                self.skip(format!("prefetch.{key}"), "not a FHIR resource".into());
+                self.skip(prefetch_position(key, None), "not a FHIR resource".into());
                 None
             }
             PrefetchValue::Null | PrefetchValue::OperationOutcome => None,
         }
     }
 
-    /// Adds an already typed resource (de-duplicated by type and id).
-    fn add_typed(&mut self, resource: Resource) {
+    /// Adds an already typed resource (de-duplicated by type and id); `false` if it was
+    /// a duplicate.
+    fn add_typed(&mut self, resource: Resource) -> bool {
         if let (kind, Some(id)) = resource.kind_and_id() {
             if !self.seen.insert(format!("{kind}/{id}")) {
-                return;
+                return false;
             }
         }
         match resource {
@@ -91,42 +97,57 @@ impl ResourceSet {
             Resource::Observation(o) => self.observations.push(o),
             Resource::Other(_) => {}
         }
+        true
     }
 
-    fn add_raw_resource(&mut self, text: &str, key: &str, entry: Option<usize>) {
-        let at = match entry {
-            Some(i) => format!("prefetch.{key} entry {i}"),
-            None => format!("prefetch.{key}"),
-        };
+    /// Adds what the tolerant reader made of a resource: the resource with a warning per
+    /// dropped element, or a skip naming why it cannot be used. `at` is its position.
+    fn add_read(&mut self, at: &str, head: (&str, Option<&str>), read: Result<Read, ReadError>) {
+        let label = label(at, head.0, head.1);
+        match read {
+            Ok(Read { resource, ignored }) => {
+                if self.add_typed(resource) {
+                    self.report_ignored(&label, &ignored);
+                }
+            }
+            Err(e) => self.skip(label, e.to_string()),
+        }
+    }
+
+    /// One warning per dropped element. They are listed with the skipped resources (the
+    /// response's warnings are built from `skipped`), with a location that says which
+    /// element of which resource was skipped.
+    fn report_ignored(&mut self, label: &str, ignored: &[IgnoredElement]) {
+        for element in ignored {
+            self.skip(format!("element {} of {label}", element.element), element.reason());
+        }
+    }
+
+    fn add_raw_resource(&mut self, text: &str, at: String) {
         let head = match fast_head(text) {
             Some((kind, id)) => ResourceHead { resource_type: Some(kind.into()), id: id.map(Into::into) },
             None => match serde_json::from_str::<ResourceHead>(text) {
                 Ok(h) => h,
-                Err(e) => return self.skip(at, format!("not a FHIR resource: {e}")),
+                Err(_) => {
+                    return self.skip(at, "not a FHIR resource (not an object with a string resourceType)".into())
+                }
             },
         };
         let Some(kind) = head.resource_type.as_deref().filter(|k| !k.is_empty()) else {
-            return self.skip(at, "no resourceType".into());
+            return self.skip(at, ReadError::NoResourceType.to_string());
         };
-        match Resource::from_json(kind, text) {
-            Ok(resource) => self.add_typed(resource),
-            Err(reason) => {
-                let label = match head.id.as_deref() {
-                    Some(id) => format!("{at} ({kind}/{id})"),
-                    None => format!("{at} ({kind})"),
-                };
-                self.skip(label, reason)
-            }
-        }
+        let read = read_json(kind, text);
+        self.add_read(&at, (kind, head.id.as_deref()), read);
     }
 
     /// Adds a JSON value (fetched from a FHIR server, or built by tests): a resource, or a
-    /// Bundle whose entries are added.
+    /// Bundle whose entries (an array, or a single entry) are added.
     pub fn add_value(&mut self, value: Value, location: &str) {
         if value.get("resourceType").and_then(Value::as_str) == Some("Bundle") {
             let Value::Object(mut bundle) = value else { return };
             let entries = match bundle.remove("entry") {
                 Some(Value::Array(entries)) => entries,
+                Some(entry @ Value::Object(_)) => vec![entry],
                 _ => Vec::new(),
             };
             for (i, mut entry) in entries.into_iter().enumerate() {
@@ -141,19 +162,15 @@ impl ResourceSet {
     }
 
     pub fn add_resource(&mut self, value: Value, location: &str) {
-        let label = match (value.get("resourceType").and_then(Value::as_str), value.get("id").and_then(Value::as_str)) {
-            (Some(kind), Some(id)) => format!("{location} ({kind}/{id})"),
-            (Some(kind), None) => format!("{location} ({kind})"),
-            _ => location.to_string(),
-        };
-        match Resource::from_value(value) {
-            Ok(resource) => self.add_typed(resource),
-            Err(reason) => self.skip(label, reason),
-        }
+        let kind = value.get("resourceType").and_then(Value::as_str).unwrap_or_default().to_string();
+        let id = value.get("id").and_then(Value::as_str).map(str::to_string);
+        let read = read_value(value);
+        self.add_read(location, (&kind, id.as_deref()), read);
     }
 
-    /// Adds the MedicationRequests of a draft-orders Bundle; other order types are not read
-    /// by any rule. `selected` is `None` on order-sign (every draft is in scope).
+    /// Adds the MedicationRequests of a draft-orders Bundle, read as tolerantly as prefetch;
+    /// other order types are not read by any rule. `selected` is `None` on order-sign
+    /// (every draft is in scope).
     pub fn add_draft_orders(&mut self, bundle: &Value, selected: Option<&[String]>) {
         let Some(entries) = bundle.get("entry").and_then(Value::as_array) else { return };
         for (i, entry) in entries.iter().enumerate() {
@@ -161,36 +178,68 @@ impl ResourceSet {
             if resource.get("resourceType").and_then(Value::as_str) != Some("MedicationRequest") {
                 continue;
             }
-            match serde_json::from_value::<MedicationRequest>(resource.clone()) {
-                Ok(request) => {
+            let at = format!("context.draftOrders entry {i}");
+            let label = label(&at, "MedicationRequest", resource.get("id").and_then(Value::as_str));
+            // Straight from the borrowed value when it parses; the tolerant reader needs a copy.
+            let read = match MedicationRequest::deserialize(resource) {
+                Ok(request) => Ok(Read { resource: Resource::MedicationRequest(request), ignored: Vec::new() }),
+                Err(_) => read_kind("MedicationRequest", resource.clone()),
+            };
+            match read {
+                Ok(Read { resource: Resource::MedicationRequest(request), ignored }) => {
+                    self.report_ignored(&label, &ignored);
                     let reference = format!("MedicationRequest/{}", request.id.as_deref().unwrap_or(""));
                     let in_scope = selected.is_none_or(|s| s.contains(&reference));
                     self.draft_orders.push(DraftOrder { request, in_scope });
                 }
-                Err(e) => self
-                    .skip(format!("context.draftOrders entry {i}"), format!("MedicationRequest does not parse: {e}")),
+                Ok(_) => {}
+                Err(e) => self.skip(label, e.to_string()),
             }
         }
     }
 
     fn skip(&mut self, location: String, reason: String) {
         // The log gets where only: the resource id (a Patient id is an identifier) and the
-        // parser's message (it quotes the offending value) go to the response, not the log.
+        // reason (it describes the offending value) go to the response, not the log. The
+        // position holds numbers, the prefetch key (bounded) and model field names.
         let position = location.split(" (").next().unwrap_or("");
         tracing::warn!(position, "FHIR resource skipped");
         self.skipped.push(SkippedResource { location, reason });
     }
 
     /// Finds a referenced Medication: `#id` among `contained`, else `Medication/id` in the set.
+    /// A contained Medication is read tolerantly (its dropped elements are not reported: it
+    /// is looked up once per medication, and its parent resource was already reported).
     pub fn resolve_medication(&self, reference: &str, contained: &[Value]) -> Option<Medication> {
         if let Some(local) = reference.strip_prefix('#') {
-            return contained
-                .iter()
-                .find(|c| c.get("id").and_then(Value::as_str) == Some(local))
-                .and_then(|c| serde_json::from_value(c.clone()).ok());
+            let found = contained.iter().find(|c| c.get("id").and_then(Value::as_str) == Some(local))?;
+            return match read_kind("Medication", found.clone()) {
+                Ok(Read { resource: Resource::Medication(m), .. }) => Some(m),
+                _ => None,
+            };
         }
         let id = reference.rsplit('/').next()?;
         self.medications.iter().find(|m| m.id.as_deref() == Some(id)).cloned()
+    }
+}
+
+/// Longest prefetch key, resource type or id echoed in a location.
+const LABEL_CHARS: usize = 64;
+
+/// `prefetch.labs entry 3`: the key is the client's, so it is bounded.
+fn prefetch_position(key: &str, entry: Option<usize>) -> String {
+    match entry {
+        Some(i) => format!("prefetch.{} entry {i}", bounded(key, LABEL_CHARS)),
+        None => format!("prefetch.{}", bounded(key, LABEL_CHARS)),
+    }
+}
+
+/// `prefetch.labs entry 3 (Observation/o1)`: the position, then type and id, bounded.
+fn label(at: &str, kind: &str, id: Option<&str>) -> String {
+    match (kind, id) {
+        ("", _) => at.to_string(),
+        (kind, Some(id)) => format!("{at} ({}/{})", bounded(kind, LABEL_CHARS), bounded(id, LABEL_CHARS)),
+        (kind, None) => format!("{at} ({})", bounded(kind, LABEL_CHARS)),
     }
 }
 

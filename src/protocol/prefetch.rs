@@ -4,12 +4,15 @@
 //! tree of the resources is built.
 //!
 //! Fast path: FHIR JSON puts `resourceType` first, so each entry is dispatched on it and
-//! read into its struct in the same pass. If any resource does not parse that way, reading
-//! the request fails and the caller re-reads it the slow, careful way
-//! ([`PrefetchValue::from_value`]): every resource kept raw and parsed on its own, so a bad
-//! one costs only itself.
+//! read into its struct in the same pass (arrays sent as a single element are read as
+//! one-element arrays there too). If any resource does not parse that way, reading the
+//! request fails and the caller re-reads it the slow, careful way
+//! ([`PrefetchValue::from_value`]): every resource kept raw and read on its own by the
+//! tolerant reader ([`crate::fhir::tolerant`]), so a bad element or resource costs only
+//! itself.
 
 use crate::fhir::model::Resource;
+use crate::fhir::one_or_many::one_or_many;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -23,7 +26,7 @@ use serde_json::{Map, Value};
 pub enum Entry {
     /// Read into its typed model while the request was read.
     Typed(Resource),
-    /// Kept as raw JSON, parsed later on its own (the careful path).
+    /// Kept as raw JSON, read later on its own by the tolerant reader (the careful path).
     Raw(Box<RawValue>),
     /// Could not be read: kind/id if known, and why.
     Invalid { label: String, reason: String },
@@ -67,18 +70,20 @@ impl PrefetchValue {
                 match kind.as_deref() {
                     Some("Bundle") => {
                         let next = next_link(map.get("link"));
-                        let entries = match map.remove("entry") {
-                            Some(Value::Array(items)) => items
-                                .into_iter()
-                                .map(|mut e| {
-                                    e.get_mut("resource")
-                                        .map(Value::take)
-                                        .and_then(|r| serde_json::value::to_raw_value(&r).ok())
-                                        .map(Entry::Raw)
-                                })
-                                .collect(),
+                        let items = match map.remove("entry") {
+                            Some(Value::Array(items)) => items,
+                            Some(entry @ Value::Object(_)) => vec![entry],
                             _ => Vec::new(),
                         };
+                        let entries = items
+                            .into_iter()
+                            .map(|mut e| {
+                                e.get_mut("resource")
+                                    .map(Value::take)
+                                    .and_then(|r| serde_json::value::to_raw_value(&r).ok())
+                                    .map(Entry::Raw)
+                            })
+                            .collect();
                         PrefetchValue::Bundle { entries, next }
                     }
                     Some("OperationOutcome") => PrefetchValue::OperationOutcome,
@@ -102,6 +107,15 @@ fn next_link(links: Option<&Value>) -> Option<String> {
         .get("url")?
         .as_str()
         .map(str::to_string)
+}
+
+/// A Bundle's `entry`: an array, or a single entry sent in its place.
+struct TypedEntries(Vec<TypedEntry>);
+
+impl<'de> Deserialize<'de> for TypedEntries {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        one_or_many(d).map(TypedEntries)
+    }
 }
 
 /// A Bundle entry: only `resource` is read.
@@ -133,7 +147,8 @@ impl<'de> Deserialize<'de> for TypedEntry {
 
 /// Reads a resource in place: dispatch on a leading `resourceType`, then let the typed
 /// struct read the rest of the same object. A resource that does not lead with its type is
-/// buffered and converted (isolated: its failure is an `Invalid` entry).
+/// buffered and converted; if that fails it is kept raw for the tolerant reader (isolated:
+/// its failure does not fail the request).
 struct ResourceSeed;
 
 impl<'de> de::DeserializeSeed<'de> for ResourceSeed {
@@ -166,15 +181,16 @@ impl<'de> Visitor<'de> for ResourceSeed {
         while let Some((k, v)) = map.next_entry::<String, Value>()? {
             members.insert(k, v);
         }
-        let label =
-            match (members.get("resourceType").and_then(Value::as_str), members.get("id").and_then(Value::as_str)) {
-                (Some(k), Some(id)) => format!("{k}/{id}"),
-                (Some(k), None) => k.to_string(),
-                _ => "?".to_string(),
-            };
-        Ok(match Resource::from_value(Value::Object(members)) {
-            Ok(r) => Entry::Typed(r),
-            Err(reason) => Entry::Invalid { label, reason },
+        let value = Value::Object(members);
+        let Some(kind) = value.get("resourceType").and_then(Value::as_str).filter(|k| !k.is_empty()) else {
+            return Ok(Entry::Invalid { label: "?".into(), reason: "no resourceType".into() });
+        };
+        if let Ok(resource) = Resource::deserialize_kind(kind, &value) {
+            return Ok(Entry::Typed(resource));
+        }
+        Ok(match serde_json::value::to_raw_value(&value) {
+            Ok(raw) => Entry::Raw(raw),
+            Err(_) => Entry::Invalid { label: "?".into(), reason: "not a FHIR resource".into() },
         })
     }
 }
@@ -230,7 +246,7 @@ impl<'de> Visitor<'de> for PrefetchVisitor {
     /// One pass: Bundle entries are captured raw; the other members (small) become values.
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<PrefetchValue, A::Error> {
         let mut members = Map::new();
-        let mut entries: Option<Vec<TypedEntry>> = None;
+        let mut entries: Option<TypedEntries> = None;
         while let Some(key) = map.next_key::<String>()? {
             if key == "entry" {
                 entries = Some(map.next_value()?);
@@ -243,7 +259,7 @@ impl<'de> Visitor<'de> for PrefetchVisitor {
         Ok(match kind.as_deref() {
             Some("Bundle") => PrefetchValue::Bundle {
                 next: next_link(members.get("link")),
-                entries: entries.unwrap_or_default().into_iter().map(|e| e.0).collect(),
+                entries: entries.map(|e| e.0).unwrap_or_default().into_iter().map(|e| e.0).collect(),
             },
             Some("OperationOutcome") => PrefetchValue::OperationOutcome,
             Some(kind) if !kind.is_empty() => {
