@@ -112,7 +112,8 @@ impl ServerBuilder {
                 }
             });
         }
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // Generous: on a loaded 2-core CI machine a debug build validating every card file can be slow.
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(port) = rx.recv_timeout(Duration::from_millis(50)) {
                 leg_cramp_cds::install_crypto_provider();
@@ -133,7 +134,7 @@ impl ServerBuilder {
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                return Err(format!("no ready line within 20 s: {}", logs.lock().unwrap().join("\n")));
+                return Err(format!("no ready line within 60 s: {}", logs.lock().unwrap().join("\n")));
             }
         }
     }

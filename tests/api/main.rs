@@ -13,6 +13,7 @@ mod errors;
 mod facts;
 mod feedback;
 mod fhir_fallback;
+mod revision2;
 mod rules;
 mod samples;
 mod service_call;

@@ -72,6 +72,18 @@ async fn every_card_is_well_formed_and_explains_itself() {
     for (rule, case, response) in run_every_case(&server).await {
         assert_valid_response(&response);
         let typed: CdsResponse = serde_json::from_value(response.clone()).unwrap();
+        // One order, one button: a lab code is offered at most once per response (C2).
+        let mut lab_codes: Vec<&str> = Vec::new();
+        for card in &typed.cards {
+            for s in &card.suggestions {
+                for a in &s.actions {
+                    if let Some(code) = a.resource.as_ref().and_then(|r| r["code"]["coding"][0]["code"].as_str()) {
+                        assert!(!lab_codes.contains(&code), "{rule} / {case}: LOINC {code} offered twice");
+                        lab_codes.push(code);
+                    }
+                }
+            }
+        }
         for card in &typed.cards {
             cards_seen += 1;
             let id = card.source.topic.as_ref().unwrap().code.clone();
