@@ -19,3 +19,4 @@ mod service_call;
 mod spec_examples;
 mod synthetic_records;
 mod try_it;
+mod units;
