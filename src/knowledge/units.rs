@@ -185,6 +185,8 @@ impl UnitConverter {
                 }
             }
         }
+        // `g/mol` is plain UCUM, so this always reads; were it not to, NaN makes every
+        // molar ↔ mass conversion non-finite, which `convert` refuses, rather than a panic.
         let gram_per_mole = read_ucum("g/mol").map(|u| u.factor).unwrap_or(f64::NAN);
         if !errors.is_empty() {
             return Err(errors);
@@ -199,6 +201,10 @@ impl UnitConverter {
 
     /// Reads a unit as sent in a Quantity, remembering the answer for the next time.
     pub fn parse(&self, unit: &str) -> Reading {
+        // Checked before the cache, which must hold only short keys.
+        if unit.len() > MAX_UNIT_LEN {
+            return Err(UnitProblem::Unknown);
+        }
         if let Some(hit) = self.cache.read().ok().and_then(|c| c.get(unit).cloned()) {
             return hit;
         }
