@@ -152,6 +152,9 @@ fn without_annotations(code: &str) -> String {
         .collect()
 }
 
+/// A unit read, or why it cannot be.
+pub type Reading = Result<Arc<ParsedUnit>, UnitProblem>;
+
 /// Reads units: the UCUM library plus the spelling table, built once per cards load and
 /// shared by every value set's [`AnalyteUnits`].
 #[derive(Debug)]
@@ -161,7 +164,7 @@ pub struct UnitConverter {
     /// Grams per mole in UCUM base units, from the library's own `g/mol` (its Avogadro
     /// number), for molar ↔ mass conversion.
     gram_per_mole: f64,
-    cache: RwLock<HashMap<Box<str>, Result<Arc<ParsedUnit>, UnitProblem>>>,
+    cache: RwLock<HashMap<Box<str>, Reading>>,
 }
 
 impl UnitConverter {
@@ -182,6 +185,8 @@ impl UnitConverter {
                 }
             }
         }
+        // `g/mol` is plain UCUM, so this always reads; were it not to, NaN makes every
+        // molar ↔ mass conversion non-finite, which `convert` refuses, rather than a panic.
         let gram_per_mole = read_ucum("g/mol").map(|u| u.factor).unwrap_or(f64::NAN);
         if !errors.is_empty() {
             return Err(errors);
@@ -195,7 +200,11 @@ impl UnitConverter {
     }
 
     /// Reads a unit as sent in a Quantity, remembering the answer for the next time.
-    pub fn parse(&self, unit: &str) -> Result<Arc<ParsedUnit>, UnitProblem> {
+    pub fn parse(&self, unit: &str) -> Reading {
+        // Checked before the cache, which must hold only short keys.
+        if unit.len() > MAX_UNIT_LEN {
+            return Err(UnitProblem::Unknown);
+        }
         if let Some(hit) = self.cache.read().ok().and_then(|c| c.get(unit).cloned()) {
             return hit;
         }

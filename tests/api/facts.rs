@@ -125,7 +125,7 @@ fn every_catalogue_unit_conversion() {
         ("2823-3", 3.2, "meq/L", "LAB_POTASSIUM", 3.2),
         ("2951-2", 131.0, "mEq/L", "LAB_SODIUM", 131.0),
         ("14635-7", 49.92, "nmol/L", "LAB_25OH_VITAMIN_D", 20.0),
-        ("2132-9", 147.6, "pmol/L", "LAB_VITAMIN_B12", 200.0),
+        ("2132-9", 147.6, "pmol/L", "LAB_VITAMIN_B12", 200.05), // molar mass 1355.37 g/mol
         ("2160-0", 88.4, "umol/L", "LAB_CREATININE", 1.0),
         ("2160-0", 88.4, "µmol/L", "LAB_CREATININE", 1.0),
         ("3016-3", 5.0, "uIU/mL", "LAB_TSH", 5.0),

@@ -21,3 +21,4 @@ mod spec_examples;
 mod synthetic_records;
 mod tolerant_reading;
 mod try_it;
+mod units;

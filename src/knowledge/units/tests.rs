@@ -149,6 +149,9 @@ fn the_cache_stays_bounded_and_answers_stay_right() {
         assert_eq!(c.parse(&format!("made-up-{i}")), Err(UnitProblem::Unknown));
     }
     assert!(c.cache.read().unwrap().len() <= CACHE_CAPACITY);
+    c.cache.write().unwrap().clear();
+    assert_eq!(c.parse(&"x".repeat(100_000)), Err(UnitProblem::Unknown));
+    assert!(c.cache.read().unwrap().is_empty(), "a long unit is never kept");
     assert_eq!(c.parse("mmol/L").unwrap().ucum, "mmol/L");
     assert_eq!(c.parse("mmol/L").unwrap().ucum, "mmol/L", "from the cache");
 }
