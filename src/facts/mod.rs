@@ -210,6 +210,7 @@ impl PatientFacts {
         let conditions_vec: Vec<ConditionFact> = conditions;
         let pregnancy =
             pregnancy::derive(&conventions.pregnancy, index, gender.as_deref(), &conditions_vec, &observations, now);
+        notes.extend(pregnancy.note.clone());
         PatientFacts {
             now,
             hook: hook.to_string(),

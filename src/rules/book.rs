@@ -104,6 +104,9 @@ impl RuleBook {
             ("delivery_conditions", &p.delivery_conditions),
             ("gestational_age_observation", &p.gestational_age_observation),
             ("third_trimester_conditions", &p.third_trimester_conditions),
+            ("hcg_observation", &p.hcg_observation),
+            ("hcg_positive_answers", &p.hcg_positive_answers),
+            ("hcg_negative_answers", &p.hcg_negative_answers),
         ] {
             if index.id(name).is_none() {
                 errors.push(err(&conv_file, &format!("/pregnancy/{field}"), format!("unknown value set '{name}'")));

@@ -59,8 +59,16 @@ pub struct PregnancyConvention {
     pub delivery_conditions: String,
     pub gestational_age_observation: String,
     pub third_trimester_conditions: String,
+    /// Qualitative hCG (pregnancy test) observations: a positive answer is pregnancy evidence
+    /// and a negative one negative evidence, like the status answers.
+    pub hcg_observation: String,
+    pub hcg_positive_answers: String,
+    pub hcg_negative_answers: String,
     pub lookback_days: i64,
     pub third_trimester_weeks: f64,
+    /// A computed gestational age above this, with no delivery recorded, means the record is
+    /// incomplete (the delivery was never entered): the pregnancy is not treated as current.
+    pub max_gestational_weeks: f64,
     /// Administrative genders that are never pregnant.
     pub never_pregnant_genders: Vec<String>,
 }

@@ -56,7 +56,13 @@ pub struct CodeEntry {
 /// Canonical code-system URIs, so that an OID or a common variant matches.
 pub fn canonical_system(system: &str) -> &str {
     match system {
-        "urn:oid:2.16.840.1.113883.6.90" | "http://hl7.org/fhir/sid/icd-10-cm/" => "http://hl7.org/fhir/sid/icd-10-cm",
+        // WHO ICD-10 (6.3) is read as ICD-10-CM: the catalogue's codes (R25.2, I80.x, E87.x…)
+        // have the same meaning in both, and a WHO code absent from CM simply matches nothing.
+        "urn:oid:2.16.840.1.113883.6.90"
+        | "http://hl7.org/fhir/sid/icd-10-cm/"
+        | "http://hl7.org/fhir/sid/icd-10"
+        | "http://hl7.org/fhir/sid/icd-10/"
+        | "urn:oid:2.16.840.1.113883.6.3" => "http://hl7.org/fhir/sid/icd-10-cm",
         "urn:oid:2.16.840.1.113883.6.96" | "http://snomed.info/sct/" => "http://snomed.info/sct",
         "urn:oid:2.16.840.1.113883.6.1" | "http://loinc.org/" => "http://loinc.org",
         "urn:oid:2.16.840.1.113883.6.88" | "http://www.nlm.nih.gov/research/umls/rxnorm/" => {
