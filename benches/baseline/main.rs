@@ -10,7 +10,7 @@ use serde::Deserialize;
 use std::collections::HashMap;
 
 #[derive(Deserialize)]
-#[allow(dead_code)]
+#[allow(dead_code, clippy::large_enum_variant)] // as in the service: no allocation per resource
 #[serde(tag = "resourceType")]
 enum Resource {
     Patient(Patient),

@@ -268,6 +268,10 @@ pub struct Observation {
 }
 
 /// A resource of a type the rules read, or `Other` for everything else (kept only by type).
+// Observation is the largest and by far the most common variant: boxing it would cost an
+// allocation per resource on the request path, and a Resource lives only until it is
+// moved into its ResourceSet list.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Resource {
     Patient(Patient),

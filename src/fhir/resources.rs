@@ -1,6 +1,8 @@
 //! Every FHIR resource a request brings, parsed once and de-duplicated: prefetch values
 //! (single resources or Bundles), resources fetched from the FHIR server, and draft orders.
-//! A resource that does not parse is skipped and reported; it never hides the others.
+//! Every resource is read tolerantly ([`super::tolerant`]): an element no decision needs is
+//! dropped alone and reported; a resource whose decision element cannot be read is skipped
+//! and reported; neither ever hides the others.
 
 use super::model::*;
 use super::tolerant::{bounded, read_json, read_kind, read_value, IgnoredElement, Read, ReadError};
@@ -10,6 +12,9 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::collections::HashSet;
 
+/// A resource that could not be used, or one element of a resource that was dropped (its
+/// location then starts with `element …`, e.g. `element note of prefetch.labs entry 17
+/// (Observation/abc)`). Each becomes one line of the response's warnings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SkippedResource {
     /// Where it was: e.g. `prefetch.labs entry 17 (Observation/abc)`.
@@ -208,8 +213,8 @@ impl ResourceSet {
     }
 
     /// Finds a referenced Medication: `#id` among `contained`, else `Medication/id` in the set.
-    /// A contained Medication is read tolerantly (its dropped elements are not reported: it
-    /// is looked up once per medication, and its parent resource was already reported).
+    /// A contained Medication is read tolerantly; one that cannot be read resolves to
+    /// nothing, as an unresolvable reference does.
     pub fn resolve_medication(&self, reference: &str, contained: &[Value]) -> Option<Medication> {
         if let Some(local) = reference.strip_prefix('#') {
             let found = contained.iter().find(|c| c.get("id").and_then(Value::as_str) == Some(local))?;
@@ -268,5 +273,41 @@ mod tests {
         set.add_value(o.clone(), "prefetch.labs");
         set.add_value(json!({"resourceType": "Bundle", "entry": [{"resource": o}]}), "prefetch.vitals");
         assert_eq!(set.observations.len(), 1);
+    }
+
+    #[test]
+    fn draft_orders_are_read_tolerantly() {
+        let bundle = json!({"resourceType": "Bundle", "entry": [
+            {"resource": {"resourceType": "MedicationRequest", "id": "d1", "status": "draft",
+                "reasonCode": {"text": "cramps"}, "dosageInstruction": [{"text": 5}]}},
+            {"resource": {"resourceType": "MedicationRequest", "id": "d2", "status": 5}},
+            {"resource": {"resourceType": "MedicationRequest", "id": "d3", "status": "draft"}}]});
+        let mut set = ResourceSet::new();
+        set.add_draft_orders(&bundle, Some(&["MedicationRequest/d1".to_string()]));
+        let kept: Vec<(&str, bool)> =
+            set.draft_orders.iter().map(|d| (d.request.id.as_deref().unwrap_or(""), d.in_scope)).collect();
+        assert_eq!(kept, [("d1", true), ("d3", false)]);
+        assert_eq!(set.draft_orders[0].request.reason_code[0].text.as_deref(), Some("cramps"));
+        let locations: Vec<&str> = set.skipped.iter().map(|s| s.location.as_str()).collect();
+        assert_eq!(
+            locations,
+            [
+                "element dosageInstruction[0].text of context.draftOrders entry 0 (MedicationRequest/d1)",
+                "context.draftOrders entry 1 (MedicationRequest/d2)"
+            ]
+        );
+        assert!(set.skipped[1].reason.contains("element status could not be read"), "{:?}", set.skipped);
+    }
+
+    #[test]
+    fn locations_echo_bounded_ids_and_keys() {
+        let mut set = ResourceSet::new();
+        let id = "i".repeat(1000);
+        set.add_resource(json!({"resourceType": "Observation", "id": id, "status": 5}), "fetched.labs");
+        let raw = serde_json::value::to_raw_value(&json!({"resourceType": "Observation", "status": 5})).unwrap();
+        let key = "k".repeat(1000);
+        set.add_prefetch(PrefetchValue::Resource { resource_type: "Observation".into(), raw }, &key);
+        assert_eq!(set.skipped.len(), 2);
+        assert!(set.skipped.iter().all(|s| s.location.len() < 100), "{:?}", set.skipped);
     }
 }

@@ -272,3 +272,44 @@ impl<'de> Visitor<'de> for PrefetchVisitor {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn entries(value: PrefetchValue) -> Vec<Option<Entry>> {
+        match value {
+            PrefetchValue::Bundle { entries, .. } => entries,
+            other => panic!("not a Bundle: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_single_entry_object_is_one_entry_on_both_paths() {
+        let text = r#"{"resourceType":"Bundle","entry":{"resource":{"resourceType":"Observation","id":"o","status":"final"}}}"#;
+        let fast = entries(serde_json::from_str(text).unwrap());
+        assert!(matches!(fast.as_slice(), [Some(Entry::Typed(Resource::Observation(_)))]), "{fast:?}");
+        let slow = entries(PrefetchValue::from_value(serde_json::from_str(text).unwrap()));
+        assert!(matches!(slow.as_slice(), [Some(Entry::Raw(_))]), "{slow:?}");
+    }
+
+    #[test]
+    fn a_resource_not_led_by_its_type_is_typed_or_kept_raw_for_the_tolerant_reader() {
+        let bundle = |resource: Value| json!({"resourceType": "Bundle", "entry": [{"resource": resource}]}).to_string();
+        let ok = entries(serde_json::from_str(&bundle(json!({"id": "o", "resourceType": "Observation"}))).unwrap());
+        assert!(matches!(ok.as_slice(), [Some(Entry::Typed(Resource::Observation(_)))]), "{ok:?}");
+        let bad = json!({"id": "o", "note": 5, "resourceType": "Observation"});
+        let raw = entries(serde_json::from_str(&bundle(bad)).unwrap());
+        assert!(matches!(raw.as_slice(), [Some(Entry::Raw(_))]), "{raw:?}");
+        let none = entries(serde_json::from_str(&bundle(json!({"id": "o"}))).unwrap());
+        assert!(matches!(none.as_slice(), [Some(Entry::Invalid { .. })]), "{none:?}");
+    }
+
+    #[test]
+    fn a_resource_led_by_its_type_that_does_not_parse_fails_the_fast_path() {
+        // The caller then re-reads the request the careful way (see the module comment).
+        let text = r#"{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Observation","status":5}}]}"#;
+        assert!(serde_json::from_str::<PrefetchValue>(text).is_err());
+    }
+}

@@ -170,6 +170,9 @@ async fn an_unreadable_value_quantity_keeps_the_result_without_a_value() {
     assert!(!server.log_text().contains("Jane"));
 }
 
+/// Revision 2 A1: an unreadable value never hides an older readable one. The newer result is
+/// kept (without a value) rather than skipped, so this needs rule evaluation to take the
+/// latest *readable* result (`src/rules/eval.rs`, the lead's part of A1).
 #[tokio::test]
 async fn an_older_readable_potassium_is_used_when_the_newer_is_unreadable() {
     let server = server();
