@@ -155,12 +155,12 @@ fn fact(base: &Base, part: &Part, index: &ValueSetIndex, notes: &mut Vec<String>
             let (raw, why) = match (value, &unit) {
                 (Some(v), Some(u)) => (
                     format!("{} {}", crate::rules::eval::format_number(v), shorten(u, 20)),
-                    format!("unit '{}' is not a unit of {what} ({})", shorten(u, 20), units.canonical),
+                    format!("unit '{}' is not convertible to {} for {what}", shorten(u, 20), units.canonical),
                 ),
                 (Some(v), None) => (crate::rules::eval::format_number(v), "it has no unit".to_string()),
                 (None, _) => ("no value".to_string(), "it has no readable value".to_string()),
             };
-            notes.push(format!("{reference}: {what} result {raw} not used: {why}"));
+            notes.push(format!("{reference}: {what} result {raw} not compared: {why}"));
             unreadable = Some(raw);
         }
         canonical.push((vs, converted));

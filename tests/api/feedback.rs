@@ -86,8 +86,8 @@ fn condition(code: &str) -> Value {
         "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": code}]}, "recordedDate": "2026-05-01"})
 }
 
-/// A patient with cramps and low magnesium: a warning card with lab suggestions, plus the
-/// info baseline card. With `critical`, also a critical potassium.
+/// A patient with cramps, cirrhosis and low magnesium: a warning card with lab suggestions,
+/// plus the cirrhosis info card. With `critical`, also a critical potassium.
 fn visit(patient_id: &str, critical: bool) -> Value {
     let mut labs = vec![json!({"resourceType": "Observation", "id": "mg", "status": "final",
         "code": {"coding": [{"system": "http://loinc.org", "code": "19123-9"}]}, "effectiveDateTime": "2026-06-10",
@@ -102,7 +102,7 @@ fn visit(patient_id: &str, critical: bool) -> Value {
         "context": {"userId": "Practitioner/example", "patientId": patient_id},
         "prefetch": {
             "patient": {"resourceType": "Patient", "id": patient_id, "gender": "female", "birthDate": "1966-02-02"},
-            "conditions": {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": condition("R25.2")}]},
+            "conditions": {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": condition("R25.2")}, {"resource": condition("K74.60")}]},
             "medicationRequests": null, "medicationStatements": null,
             "labs": {"resourceType": "Bundle", "type": "searchset", "entry": labs.into_iter().map(|r| json!({"resource": r})).collect::<Vec<_>>()},
             "vitals": null, "pregnancy": null
@@ -151,7 +151,8 @@ fn rule_stats(body: &Value, rule: &str) -> Value {
 }
 
 const MG: &str = "electrolyte-hypomagnesemia";
-const BASELINE: &str = "lifestyle-self-care-baseline";
+/// An info card shown beside the magnesium warning (the self-care baseline yields to warnings).
+const INFO: &str = "renal-hepatic-cirrhosis";
 
 async fn feedback_is_stored_idempotent_and_visible(backend: Backend) {
     let db = Database::new(backend);
@@ -180,7 +181,7 @@ async fn each_validation_error_names_item_and_field(backend: Backend) {
     let server = db.server(&["--now", NOW]);
     let c = cards(&server, "pt-valid-02", false).await;
     let mg = card_of(&c, MG).unwrap().clone();
-    let other = card_of(&c, BASELINE).unwrap().clone();
+    let other = card_of(&c, INFO).unwrap().clone();
     let good = accepted(&mg);
     let mut no_card = good.clone();
     no_card.as_object_mut().unwrap().remove("card");
@@ -233,7 +234,7 @@ async fn already_addressed_suppresses_within_limits(backend: Backend) {
     let server = db.server(&["--now", NOW]);
     let first = cards(&server, "pt-supp-03", true).await;
     let critical = card_of(&first, "red-flag-critical-electrolytes").expect("critical card").clone();
-    let baseline = card_of(&first, BASELINE).unwrap().clone();
+    let baseline = card_of(&first, INFO).unwrap().clone();
     // A "not applicable" override does not suppress; "already addressed" does, except critical.
     let (status, _) = send_feedback(
         &server,
@@ -242,28 +243,28 @@ async fn already_addressed_suppresses_within_limits(backend: Backend) {
     .await;
     assert_eq!(status, 200);
     let second = cards(&server, "pt-supp-03", true).await;
-    assert!(card_of(&second, BASELINE).is_none(), "baseline suppressed");
+    assert!(card_of(&second, INFO).is_none(), "info card snoozed");
     assert!(card_of(&second, "red-flag-critical-electrolytes").is_some(), "critical is never suppressed");
     // Another patient is not affected.
-    assert!(card_of(&cards(&server, "pt-supp-04", false).await, BASELINE).is_some());
+    assert!(card_of(&cards(&server, "pt-supp-04", false).await, INFO).is_some());
     let other = cards(&server, "pt-supp-07", false).await;
     send_feedback(&server, vec![overridden(card_of(&other, MG).unwrap(), "not-applicable")]).await;
     assert!(card_of(&cards(&server, "pt-supp-07", false).await, MG).is_some(), "not-applicable does not suppress");
-    let stats = rule_stats(&analytics(&server, "").await, BASELINE);
+    let stats = rule_stats(&analytics(&server, "").await, INFO);
     // Issued: pt-supp-03 first visit, pt-supp-04, pt-supp-07 twice; suppressed: pt-supp-03's second visit.
     assert_eq!((stats["issued"].as_u64(), stats["suppressed"].as_u64()), (Some(4), Some(1)), "{stats}");
     drop(server);
     // 29 days later still suppressed; 31 days later (default --suppress-days 30) it is back.
     let later = db.server(&["--now", "2026-07-14T12:00:00Z"]);
-    assert!(card_of(&cards(&later, "pt-supp-03", false).await, BASELINE).is_none());
+    assert!(card_of(&cards(&later, "pt-supp-03", false).await, INFO).is_none());
     drop(later);
     let after = db.server(&["--now", "2026-07-16T12:00:00Z"]);
-    assert!(card_of(&cards(&after, "pt-supp-03", false).await, BASELINE).is_some());
+    assert!(card_of(&cards(&after, "pt-supp-03", false).await, INFO).is_some());
     drop(after);
     let short = db.server(&["--now", NOW, "--suppress-days", "0"]);
     let c = cards(&short, "pt-supp-05", false).await;
-    send_feedback(&short, vec![overridden(card_of(&c, BASELINE).unwrap(), "already-addressed")]).await;
-    assert!(card_of(&cards(&short, "pt-supp-05", false).await, BASELINE).is_some(), "--suppress-days 0 disables it");
+    send_feedback(&short, vec![overridden(card_of(&c, INFO).unwrap(), "already-addressed")]).await;
+    assert!(card_of(&cards(&short, "pt-supp-05", false).await, INFO).is_some(), "--suppress-days 0 disables it");
 }
 
 async fn analytics_match_a_scripted_sequence(backend: Backend) {
@@ -278,14 +279,14 @@ async fn analytics_match_a_scripted_sequence(backend: Backend) {
             accepted(card_of(&a, MG).unwrap()),
             overridden(card_of(&b, MG).unwrap(), "not-applicable"),
             overridden(card_of(&c, MG).unwrap(), "already-addressed"),
-            overridden(card_of(&a, BASELINE).unwrap(), "already-addressed"),
+            overridden(card_of(&a, INFO).unwrap(), "already-addressed"),
         ],
     )
     .await;
     assert_eq!(status, 200);
     // A comes back: the MG card again, the baseline suppressed.
     let again = cards(&server, "pt-seq-A", false).await;
-    assert!(card_of(&again, MG).is_some() && card_of(&again, BASELINE).is_none());
+    assert!(card_of(&again, MG).is_some() && card_of(&again, INFO).is_none());
     // Overriding the same card twice counts it once.
     send_feedback(
         &server,
@@ -309,7 +310,7 @@ async fn analytics_match_a_scripted_sequence(backend: Backend) {
             {"code": "not-applicable", "display": "not-applicable", "count": 1}
         ])
     );
-    let base = rule_stats(&body, BASELINE);
+    let base = rule_stats(&body, INFO);
     assert_eq!(
         (base["issued"].as_u64(), base["overridden"].as_u64(), base["suppressed"].as_u64()),
         (Some(3), Some(1), Some(1))
@@ -354,7 +355,7 @@ async fn feedback_survives_kill_9(backend: Backend) {
     let restarted = db.server(&["--now", NOW]);
     let mg = rule_stats(&analytics(&restarted, "").await, MG);
     assert_eq!((mg["issued"].as_u64(), mg["accepted"].as_u64()), (Some(1), Some(1)), "{mg}");
-    let base = rule_stats(&analytics(&restarted, "").await, BASELINE);
+    let base = rule_stats(&analytics(&restarted, "").await, INFO);
     assert_eq!(base["issued"], 1);
 }
 
@@ -370,7 +371,7 @@ async fn a_clean_shutdown_loses_no_issued_card(backend: Backend) {
     assert!(status.success(), "{status}");
     drop(server);
     let restarted = db.server(&["--now", NOW]);
-    assert_eq!(rule_stats(&analytics(&restarted, "").await, BASELINE)["issued"], 20);
+    assert_eq!(rule_stats(&analytics(&restarted, "").await, INFO)["issued"], 20);
 }
 
 macro_rules! on_both_backends {

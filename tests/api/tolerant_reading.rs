@@ -201,7 +201,9 @@ async fn an_unreadable_decision_element_skips_the_resource_and_names_it() {
     assert!(date.contains("element effectiveDateTime could not be read"), "{date}");
     // The detail speaks of the result used, not of a skipped one.
     let card = &response["cards"].as_array().unwrap()[0];
-    assert!(card["detail"].as_str().unwrap().contains("Observation/k-good"), "{card}");
+    let used = &card["extension"]["org.leg-cramp-cds.evidence"]["resources"];
+    assert!(used.as_array().unwrap().iter().any(|r| r == "Observation/k-good"), "{card}");
+    assert!(!used.to_string().contains("k-status") && !used.to_string().contains("k-date"), "{card}");
 }
 
 #[tokio::test]

@@ -101,7 +101,7 @@ async fn metrics_expose_the_series_after_a_sample_run() {
     leg_cramp_cds::samples::resolve(&mut request, chrono::Utc::now());
     let (status, body) = server.post_json("/cds-services/leg-cramp-causes", &request).await;
     assert_eq!(status, 200);
-    let card = &body["cards"][0];
+    let card = body["cards"].as_array().unwrap().iter().find(|c| c["suggestions"][0]["uuid"].is_string()).unwrap();
     let fb = json!({"feedback": [{"card": card["uuid"], "outcome": "accepted", "outcomeTimestamp": "2026-06-15T12:00:00Z",
         "acceptedSuggestions": [{"id": card["suggestions"][0]["uuid"]}]}]});
     assert_eq!(server.post_json("/cds-services/leg-cramp-causes/feedback", &fb).await.0, 200);
