@@ -4,6 +4,7 @@
 //! canonical unit, and pregnancy is derived. The engine reads only this.
 
 pub mod dates;
+pub mod medication;
 pub mod pregnancy;
 
 use crate::fhir::model::{CodeableConcept, Coding, Observation, Quantity};
@@ -12,6 +13,7 @@ use crate::rules::conventions::Conventions;
 use crate::rules::valueset::{ValueSetIndex, VsId};
 use chrono::{DateTime, Utc};
 use dates::parse_fhir_datetime;
+pub use medication::{IngredientMatch, MedicationFact, MedicationRoute, MedicationSource, ResolvedCodes};
 pub use pregnancy::PregnancyFact;
 
 /// A coding kept for display in evidence.
@@ -35,38 +37,6 @@ pub struct ConditionFact {
     pub clinical_status: Option<String>,
     /// Onset or, failing that, recorded date: when the condition entered the record.
     pub dated: Option<DateTime<Utc>>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MedicationSource {
-    Request,
-    Statement,
-    DraftOrder,
-}
-
-impl MedicationSource {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MedicationSource::Request => "MedicationRequest",
-            MedicationSource::Statement => "MedicationStatement",
-            MedicationSource::DraftOrder => "draft MedicationRequest",
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct MedicationFact {
-    pub reference: String,
-    pub source: MedicationSource,
-    pub status: Option<String>,
-    /// Active per the `medication_active` convention (never true for drafts).
-    pub active: bool,
-    /// A draft order in scope for this hook (selected on order-select, any on order-sign).
-    pub draft_in_scope: bool,
-    pub label: String,
-    pub sets: Vec<VsId>,
-    pub reason_sets: Vec<VsId>,
-    pub started: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone)]
@@ -116,6 +86,7 @@ impl PatientFacts {
         resources: &ResourceSet,
         conventions: &Conventions,
         index: &ValueSetIndex,
+        resolved: &ResolvedCodes,
         hook: &str,
         now: DateTime<Utc>,
     ) -> Self {
@@ -123,62 +94,7 @@ impl PatientFacts {
             resources.skipped.iter().map(|s| format!("skipped {}: {}", s.location, s.reason)).collect();
         let patient = resources.patient.as_ref();
         let conditions = resources.conditions.iter().map(|c| condition_fact(c, conventions, index, now)).collect();
-        let mut medications = Vec::new();
-        let med = &conventions.medication;
-        for r in &resources.medication_requests {
-            let active = r.status.as_deref().is_some_and(|s| med.request_active_statuses.iter().any(|a| a == s))
-                && r.intent.as_deref().is_none_or(|i| med.request_intents.iter().any(|a| a == i));
-            medications.push(medication_fact(
-                resources,
-                index,
-                MedicationSource::Request,
-                r.id.as_deref(),
-                r.status.clone(),
-                active,
-                false,
-                r.medication_codeable_concept.as_ref(),
-                r.medication_reference.as_ref(),
-                &r.contained,
-                &r.reason_code,
-                r.authored_on.as_deref(),
-            ));
-        }
-        for s in &resources.medication_statements {
-            let active = s.status.as_deref().is_some_and(|st| med.statement_active_statuses.iter().any(|a| a == st));
-            let start =
-                s.effective_period.as_ref().and_then(|p| p.start.as_deref()).or(s.effective_date_time.as_deref());
-            medications.push(medication_fact(
-                resources,
-                index,
-                MedicationSource::Statement,
-                s.id.as_deref(),
-                s.status.clone(),
-                active,
-                false,
-                s.medication_codeable_concept.as_ref(),
-                s.medication_reference.as_ref(),
-                &s.contained,
-                &s.reason_code,
-                start,
-            ));
-        }
-        for d in &resources.draft_orders {
-            let r = &d.request;
-            medications.push(medication_fact(
-                resources,
-                index,
-                MedicationSource::DraftOrder,
-                r.id.as_deref(),
-                r.status.clone(),
-                false,
-                d.in_scope,
-                r.medication_codeable_concept.as_ref(),
-                r.medication_reference.as_ref(),
-                &r.contained,
-                &r.reason_code,
-                r.authored_on.as_deref(),
-            ));
-        }
+        let medications = medication::medication_facts(resources, conventions, index, resolved, &mut notes);
         let mut observations = Vec::new();
         for o in &resources.observations {
             if !o.status.as_deref().is_some_and(|s| conventions.observation.usable_statuses.iter().any(|u| u == s)) {
@@ -263,66 +179,6 @@ fn condition_fact(
         refuted,
         clinical_status,
         dated,
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn medication_fact(
-    resources: &ResourceSet,
-    index: &ValueSetIndex,
-    source: MedicationSource,
-    id: Option<&str>,
-    status: Option<String>,
-    active: bool,
-    draft_in_scope: bool,
-    concept: Option<&CodeableConcept>,
-    reference_to: Option<&crate::fhir::model::Reference>,
-    contained: &[serde_json::Value],
-    reasons: &[CodeableConcept],
-    started: Option<&str>,
-) -> MedicationFact {
-    let mut sets = Vec::new();
-    let mut label = None;
-    let resolved =
-        reference_to.and_then(|r| r.reference.as_deref()).and_then(|r| resources.resolve_medication(r, contained));
-    let mut concepts: Vec<&CodeableConcept> = concept.into_iter().collect();
-    if let Some(m) = &resolved {
-        concepts.extend(m.code.iter());
-        concepts.extend(m.ingredient.iter().filter_map(|i| i.item_codeable_concept.as_ref()));
-    }
-    if let Some(display) = reference_to.and_then(|r| r.display.as_deref()) {
-        index.sets_of_ingredient_text(display, &mut sets);
-        label.get_or_insert_with(|| display.to_string());
-    }
-    for cc in concepts {
-        sets_of_concept(cc, index, &mut sets);
-        if let Some(text) = &cc.text {
-            index.sets_of_ingredient_text(text, &mut sets);
-        }
-        for c in &cc.coding {
-            if let Some(d) = &c.display {
-                index.sets_of_ingredient_text(d, &mut sets);
-            }
-        }
-        if label.is_none() {
-            label = cc.label().map(str::to_string);
-        }
-    }
-    let mut reason_sets = Vec::new();
-    for r in reasons {
-        sets_of_concept(r, index, &mut reason_sets);
-    }
-    let kind = if source == MedicationSource::Statement { "MedicationStatement" } else { "MedicationRequest" };
-    MedicationFact {
-        reference: reference(kind, id),
-        source,
-        status,
-        active,
-        draft_in_scope,
-        label: label.unwrap_or_else(|| "(unnamed medication)".to_string()),
-        sets,
-        reason_sets,
-        started: started.and_then(parse_fhir_datetime),
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod client;
 pub mod model;
 pub mod resources;
+pub mod terminology;
 
 pub use model::*;
 pub use resources::{ResourceSet, SkippedResource};

@@ -18,6 +18,8 @@ pub const SCHEMA_FILES: &[(&str, &str)] = &[
     ("feedback.schema.json", include_str!("../../schemas/feedback.schema.json")),
     ("rule.schema.json", include_str!("../../schemas/rule.schema.json")),
     ("valueset.schema.json", include_str!("../../schemas/valueset.schema.json")),
+    ("brands.schema.json", include_str!("../../schemas/brands.schema.json")),
+    ("medication-forms.schema.json", include_str!("../../schemas/medication-forms.schema.json")),
 ];
 
 /// Hooks whose context has a schema in request.schema.json `$defs/contexts`.
@@ -47,6 +49,8 @@ pub enum Document {
     Feedback,
     Rule,
     ValueSet,
+    Brands,
+    MedicationForms,
 }
 
 pub struct SchemaSet {
@@ -87,6 +91,8 @@ impl SchemaSet {
             (Document::Feedback, "feedback.schema.json"),
             (Document::Rule, "rule.schema.json"),
             (Document::ValueSet, "valueset.schema.json"),
+            (Document::Brands, "brands.schema.json"),
+            (Document::MedicationForms, "medication-forms.schema.json"),
         ] {
             documents.insert(doc, build(format!("{BASE}{file}"))?);
         }

@@ -66,7 +66,7 @@ impl RuleBook {
                 Err(e) => errors.push(e),
             }
         }
-        let index = match ValueSetIndex::build(vs_files) {
+        let mut index = match ValueSetIndex::build(vs_files) {
             Ok(i) => i,
             Err(es) => {
                 let vdir = dir.join("valuesets");
@@ -74,6 +74,8 @@ impl RuleBook {
                 return Err(errors);
             }
         };
+        // Brand names and route words: medication vocabulary read with the value sets it maps to.
+        index.vocabulary = super::vocabulary::MedicationVocabulary::load(dir, schemas, &index, &mut errors);
 
         // Conventions and override reasons.
         let conv_file = dir.join("conventions.json");

@@ -7,8 +7,10 @@ pub mod conventions;
 pub mod eval;
 pub mod expr;
 pub mod model;
+pub mod phrases;
 pub mod testcase;
 pub mod valueset;
+pub mod vocabulary;
 
 pub use book::RuleBook;
 pub use eval::{evaluate, Evidence, Finding};
