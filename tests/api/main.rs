@@ -18,4 +18,5 @@ mod samples;
 mod service_call;
 mod spec_examples;
 mod synthetic_records;
+mod terminology;
 mod try_it;
