@@ -10,12 +10,53 @@ use std::collections::HashMap;
 pub struct PhraseIndex<T> {
     /// Lower-case words joined by one space → values.
     phrases: HashMap<String, Vec<T>>,
-    longest_words: usize,
+    /// First word of a phrase → the most words of a phrase starting with it: most words of
+    /// a text start no phrase and cost one lookup.
+    first_words: HashMap<String, usize>,
 }
 
 impl<T> Default for PhraseIndex<T> {
     fn default() -> Self {
-        Self { phrases: HashMap::new(), longest_words: 0 }
+        Self { phrases: HashMap::new(), first_words: HashMap::new() }
+    }
+}
+
+/// A text split once into lower-case alphanumeric words, to be searched by several indexes.
+#[derive(Debug, Clone)]
+pub struct Words {
+    lower: String,
+    spans: Vec<(usize, usize)>,
+}
+
+impl Words {
+    pub fn new(text: &str) -> Self {
+        let lower = text.to_lowercase();
+        let mut spans = Vec::new();
+        let mut start = None;
+        for (i, c) in lower.char_indices() {
+            if c.is_alphanumeric() {
+                start.get_or_insert(i);
+            } else if let Some(s) = start.take() {
+                spans.push((s, i));
+            }
+        }
+        if let Some(s) = start {
+            spans.push((s, lower.len()));
+        }
+        Words { lower, spans }
+    }
+
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    fn word(&self, i: usize) -> &str {
+        let (s, e) = self.spans[i];
+        &self.lower[s..e]
     }
 }
 
@@ -32,12 +73,11 @@ pub struct PhraseMatch<'a, T> {
 impl<T: PartialEq> PhraseIndex<T> {
     /// Adds a phrase; `false` (and nothing added) if it has no word.
     pub fn insert(&mut self, phrase: &str, value: T) -> bool {
-        let key = words(phrase).join(" ");
-        if key.is_empty() {
-            return false;
-        }
-        self.longest_words = self.longest_words.max(key.split(' ').count());
-        let values = self.phrases.entry(key).or_default();
+        let w = words(phrase);
+        let Some(first) = w.first() else { return false };
+        let longest = self.first_words.entry(first.clone()).or_default();
+        *longest = (*longest).max(w.len());
+        let values = self.phrases.entry(w.join(" ")).or_default();
         if !values.contains(&value) {
             values.push(value);
         }
@@ -55,32 +95,40 @@ impl<T: PartialEq> PhraseIndex<T> {
 
     /// Calls `found` for every indexed phrase occurring as whole words in `text`, in order of
     /// position (overlapping phrases included: "magnesium oxide" and "magnesium").
-    pub fn find_in<'a>(&'a self, text: &str, mut found: impl FnMut(PhraseMatch<'a, T>)) {
-        if self.phrases.is_empty() {
-            return;
-        }
-        let lower = text.to_lowercase();
-        let w: Vec<&str> = lower.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).collect();
-        let mut phrase = String::with_capacity(lower.len());
-        for start in 0..w.len() {
+    pub fn find<'a>(&'a self, text: &Words, mut found: impl FnMut(PhraseMatch<'a, T>)) {
+        let mut phrase = String::new();
+        for start in 0..text.len() {
+            let Some(&longest) = self.first_words.get(text.word(start)) else { continue };
             phrase.clear();
-            for (n, word) in w[start..].iter().take(self.longest_words).enumerate() {
+            for (n, i) in (start..text.len()).take(longest).enumerate() {
                 if n > 0 {
                     phrase.push(' ');
                 }
-                phrase.push_str(word);
+                phrase.push_str(text.word(i));
                 if let Some((key, values)) = self.phrases.get_key_value(phrase.as_str()) {
-                    found(PhraseMatch { phrase: key, start, end: start + n + 1, values });
+                    found(PhraseMatch { phrase: key, start, end: i + 1, values });
                 }
             }
         }
     }
 
+    /// [`Self::find`] in a text not yet split.
+    pub fn find_in<'a>(&'a self, text: &str, found: impl FnMut(PhraseMatch<'a, T>)) {
+        if !self.is_empty() {
+            self.find(&Words::new(text), found);
+        }
+    }
+
     /// Whether any indexed phrase occurs in `text`.
-    pub fn occurs_in(&self, text: &str) -> bool {
+    pub fn occurs(&self, text: &Words) -> bool {
         let mut any = false;
-        self.find_in(text, |_| any = true);
+        self.find(text, |_| any = true);
         any
+    }
+
+    /// [`Self::occurs`] in a text not yet split.
+    pub fn occurs_in(&self, text: &str) -> bool {
+        !self.is_empty() && self.occurs(&Words::new(text))
     }
 }
 

@@ -4,7 +4,7 @@
 //! sets (`salts` in `cards/valuesets/*.json`). Only lookups live here; deciding what a
 //! medication is happens in [`crate::facts::medication`].
 
-use super::phrases::{words, PhraseIndex};
+use super::phrases::{words, PhraseIndex, Words};
 use super::valueset::{canonical_system, ValueSetIndex, VsId};
 use crate::catalog::{read_json, LoadError};
 use crate::protocol::schemas::{Document, SchemaSet};
@@ -89,7 +89,8 @@ pub struct Brand {
 /// The salt rule of one supplement value set (see [`super::valueset::Salts`]).
 #[derive(Debug, Clone, Default)]
 struct SaltRule {
-    words: Vec<Vec<String>>,
+    /// Lower-case words joined by one space, as phrases are indexed.
+    words: Vec<String>,
     not_with: PhraseIndex<()>,
 }
 
@@ -125,7 +126,8 @@ impl MedicationVocabulary {
         }
         for vs in 0..index.len() as VsId {
             if let Some(salts) = &index.get(vs).salts {
-                let mut rule = SaltRule { words: salts.words.iter().map(|w| words(w)).collect(), ..Default::default() };
+                let joined = salts.words.iter().map(|w| words(w).join(" ")).collect();
+                let mut rule = SaltRule { words: joined, ..Default::default() };
                 salts.not_with.iter().for_each(|w| {
                     rule.not_with.insert(w, ());
                 });
@@ -167,8 +169,8 @@ impl MedicationVocabulary {
     }
 
     /// Every brand named (as whole words) in `text`.
-    pub fn brands_in<'a>(&'a self, text: &str, mut found: impl FnMut(&'a Brand)) {
-        self.brand_names.find_in(text, |m| m.values.iter().for_each(|&i| found(&self.brands[i])));
+    pub fn brands_in<'a>(&'a self, text: &Words, mut found: impl FnMut(&'a Brand)) {
+        self.brand_names.find(text, |m| m.values.iter().for_each(|&i| found(&self.brands[i])));
     }
 
     /// The route a dosage route coding stands for.
@@ -177,23 +179,23 @@ impl MedicationVocabulary {
     }
 
     /// The route named by a dosage route's text or display ("by mouth", "IV").
-    pub fn route_in_route_text(&self, text: &str) -> Option<MedicationRoute> {
+    pub fn route_in_route_text(&self, text: &Words) -> Option<MedicationRoute> {
         first_route(&self.route_words, text)
     }
 
     /// The route implied by a dose form or product text ("Injectable Solution", "Oral Tablet").
-    pub fn route_in_form_text(&self, text: &str) -> Option<MedicationRoute> {
+    pub fn route_in_form_text(&self, text: &Words) -> Option<MedicationRoute> {
         first_route(&self.form_words, text)
     }
 
     /// Whether `phrase` (an ingredient name matched for `vs`) is one of its salt words.
     pub fn is_salt_word(&self, vs: VsId, phrase: &str) -> bool {
-        self.salts.get(&vs).is_some_and(|r| r.words.iter().any(|w| w.join(" ") == phrase))
+        self.salts.get(&vs).is_some_and(|r| r.words.iter().any(|w| w == phrase))
     }
 
     /// Whether `text` names a drug that makes `vs`'s salt words that drug's salt.
-    pub fn salt_blocked_by_text(&self, vs: VsId, text: &str) -> bool {
-        self.salts.get(&vs).is_some_and(|r| r.not_with.occurs_in(text))
+    pub fn salt_blocked_by_text(&self, vs: VsId, text: &Words) -> bool {
+        self.salts.get(&vs).is_some_and(|r| r.not_with.occurs(text))
     }
 
     /// Whether `vs` is a supplement set with a salt rule.
@@ -202,9 +204,9 @@ impl MedicationVocabulary {
     }
 }
 
-fn first_route(index: &PhraseIndex<(usize, MedicationRoute)>, text: &str) -> Option<MedicationRoute> {
+fn first_route(index: &PhraseIndex<(usize, MedicationRoute)>, text: &Words) -> Option<MedicationRoute> {
     let mut best: Option<(usize, MedicationRoute)> = None;
-    index.find_in(text, |m| {
+    index.find(text, |m| {
         for &(p, route) in m.values {
             if best.is_none_or(|(b, _)| p < b) {
                 best = Some((p, route));
@@ -249,13 +251,13 @@ mod tests {
     fn brands_resolve_to_ingredients_as_whole_words() {
         let v = vocabulary();
         let mut found = Vec::new();
-        v.brands_in("ADVAIR DISKUS 250-50 MCG/DOSE", |b| found.push(b.ingredients.clone()));
+        v.brands_in(&Words::new("ADVAIR DISKUS 250-50 MCG/DOSE"), |b| found.push(b.ingredients.clone()));
         assert_eq!(found, vec![vec!["fluticasone propionate".to_string(), "salmeterol".into()]]);
         found.clear();
-        v.brands_in("Klor-Con M20 tablet", |b| found.push(b.ingredients.clone()));
+        v.brands_in(&Words::new("Klor-Con M20 tablet"), |b| found.push(b.ingredients.clone()));
         assert_eq!(found, vec![vec!["potassium chloride".to_string()]]);
         found.clear();
-        v.brands_in("Lipitorx", |b| found.push(b.ingredients.clone()));
+        v.brands_in(&Words::new("Lipitorx"), |b| found.push(b.ingredients.clone()));
         assert!(found.is_empty());
     }
 
@@ -264,14 +266,20 @@ mod tests {
         let v = vocabulary();
         assert_eq!(v.route_of_code("http://snomed.info/sct", "26643006"), Some(MedicationRoute::Oral));
         assert_eq!(v.route_of_code("http://snomed.info/sct", "47625008"), Some(MedicationRoute::Parenteral));
-        assert_eq!(v.route_in_route_text("By mouth"), Some(MedicationRoute::Oral));
-        assert_eq!(v.route_in_route_text("IV push"), Some(MedicationRoute::Parenteral));
+        assert_eq!(v.route_in_route_text(&Words::new("By mouth")), Some(MedicationRoute::Oral));
+        assert_eq!(v.route_in_route_text(&Words::new("IV push")), Some(MedicationRoute::Parenteral));
         assert_eq!(
-            v.route_in_form_text("magnesium sulfate 500 MG/ML Injectable Solution"),
+            v.route_in_form_text(&Words::new("magnesium sulfate 500 MG/ML Injectable Solution")),
             Some(MedicationRoute::Parenteral)
         );
-        assert_eq!(v.route_in_form_text("Magnesium Oxide 400 MG Oral Tablet"), Some(MedicationRoute::Oral));
-        assert_eq!(v.route_in_form_text("salmeterol 0.05 MG/ACTUAT Dry Powder Inhaler"), Some(MedicationRoute::Other));
-        assert_eq!(v.route_in_form_text("magnesium 400 mg"), None);
+        assert_eq!(
+            v.route_in_form_text(&Words::new("Magnesium Oxide 400 MG Oral Tablet")),
+            Some(MedicationRoute::Oral)
+        );
+        assert_eq!(
+            v.route_in_form_text(&Words::new("salmeterol 0.05 MG/ACTUAT Dry Powder Inhaler")),
+            Some(MedicationRoute::Other)
+        );
+        assert_eq!(v.route_in_form_text(&Words::new("magnesium 400 mg")), None);
     }
 }

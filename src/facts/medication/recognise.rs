@@ -8,7 +8,7 @@
 use super::{IngredientMatch, MedicationRecord, MedicationRoute, ResolvedCodes, RXNORM};
 use crate::fhir::model::{CodeableConcept, Condition, Medication, Reference};
 use crate::fhir::resources::ResourceSet;
-use crate::rules::phrases::words;
+use crate::rules::phrases::{words, Words};
 use crate::rules::valueset::{canonical_system, ValueSetIndex, VsId};
 use crate::rules::vocabulary::Brand;
 use serde_json::Value;
@@ -18,6 +18,8 @@ pub(super) struct Product<'a> {
     concept: Option<&'a CodeableConcept>,
     reference_display: Option<&'a str>,
     medication: Option<Medication>,
+    /// Every text, split once for the ingredient, brand, salt and dose-form lookups.
+    words: Vec<Words>,
 }
 
 impl<'a> Product<'a> {
@@ -26,11 +28,10 @@ impl<'a> Product<'a> {
             .reference
             .and_then(|r| r.reference.as_deref())
             .and_then(|r| resources.resolve_medication(r, record.contained));
-        Product {
-            concept: record.concept,
-            reference_display: record.reference.and_then(|r| r.display.as_deref()),
-            medication,
-        }
+        let reference_display = record.reference.and_then(|r| r.display.as_deref());
+        let mut product = Product { concept: record.concept, reference_display, medication, words: Vec::new() };
+        product.words = product.texts().map(Words::new).collect();
+        product
     }
 
     /// The record's concept, the Medication's code and its ingredients.
@@ -110,18 +111,19 @@ pub(super) fn recognise(product: &Product, index: &ValueSetIndex, resolved: &Res
         }
     }
     let resolved_names: Vec<&String> = product.rxnorm_codes().filter_map(|c| resolved.names(c)).flatten().collect();
-    resolved_names.iter().for_each(|n| ingredient_candidates(index, n, Via::Terminology, &mut found));
+    resolved_names.iter().for_each(|n| ingredient_candidates(index, &Words::new(n), Via::Terminology, &mut found));
     let mut brand: Option<&Brand> = None;
-    for text in product.texts() {
+    for text in &product.words {
         vocabulary.brands_in(text, |b| {
             brand.get_or_insert(b);
-            b.ingredients.iter().for_each(|i| ingredient_candidates(index, i, Via::Brand, &mut found));
+            b.ingredients.iter().for_each(|i| ingredient_candidates(index, &Words::new(i), Via::Brand, &mut found));
         });
     }
-    product.texts().for_each(|t| ingredient_candidates(index, t, Via::Text, &mut found));
+    product.words.iter().for_each(|t| ingredient_candidates(index, t, Via::Text, &mut found));
     // A salt word ("magnesium", "potassium") is another drug's salt when the product names one.
     let drug_named = found.iter().any(|c| !c.salt && !vocabulary.has_salts(c.vs));
-    found.retain(|c| !c.salt || !(drug_named || product.texts().any(|t| vocabulary.salt_blocked_by_text(c.vs, t))));
+    found
+        .retain(|c| !c.salt || !(drug_named || product.words.iter().any(|t| vocabulary.salt_blocked_by_text(c.vs, t))));
     found.sort_by_key(|c| c.via);
     let mut sets: Vec<VsId> = Vec::new();
     for c in &found {
@@ -144,8 +146,8 @@ pub(super) fn recognise(product: &Product, index: &ValueSetIndex, resolved: &Res
     }
 }
 
-fn ingredient_candidates(index: &ValueSetIndex, text: &str, via: Via, out: &mut Vec<Candidate>) {
-    index.ingredient_names().find_in(text, |m| {
+fn ingredient_candidates(index: &ValueSetIndex, text: &Words, via: Via, out: &mut Vec<Candidate>) {
+    index.ingredient_names().find(text, |m| {
         for &vs in m.values {
             let salt = index.vocabulary.is_salt_word(vs, m.phrase);
             out.push(Candidate { vs, name: m.phrase.to_string(), via, salt });
@@ -209,15 +211,15 @@ pub(super) fn route(record: &MedicationRecord, product: &Product, index: &ValueS
     for d in record.dosage {
         let Some(r) = &d.route else { continue };
         let coded = r.coding.iter().find_map(|c| v.route_of_code(c.system.as_deref()?, c.code.as_deref()?));
-        let worded = || concept_texts(r).find_map(|t| v.route_in_route_text(t));
+        let worded = || concept_texts(r).find_map(|t| v.route_in_route_text(&Words::new(t)));
         if let Some(route) = coded.or_else(worded) {
             return route;
         }
     }
     let from_dosage_text =
-        record.dosage.iter().filter_map(|d| d.text.as_deref()).find_map(|t| v.route_in_route_text(t));
-    let from_form = || product.form().and_then(|f| concept_texts(f).find_map(|t| v.route_in_form_text(t)));
-    let from_product = || product.texts().find_map(|t| v.route_in_form_text(t));
+        record.dosage.iter().filter_map(|d| d.text.as_deref()).find_map(|t| v.route_in_route_text(&Words::new(t)));
+    let from_form = || product.form().and_then(|f| concept_texts(f).find_map(|t| v.route_in_form_text(&Words::new(t))));
+    let from_product = || product.words.iter().find_map(|t| v.route_in_form_text(t));
     from_dosage_text.or_else(from_form).or_else(from_product).unwrap_or_default()
 }
 
