@@ -132,7 +132,9 @@ pub(super) fn recognise(product: &Product, index: &ValueSetIndex, resolved: &Res
         }
     }
     let ingredients = sets.iter().map(|&vs| IngredientMatch { vs, name: best_name(&found, vs) }).collect();
+    // Components only name what a card shows: not needed for a medication in no value set.
     let components = match brand {
+        _ if sets.is_empty() => Vec::new(),
         Some(b) if b.ingredients.len() > 1 => b.ingredients.clone(),
         _ if !resolved_names.is_empty() => combination(resolved_names.iter().map(|n| n.as_str()), index),
         _ => combination(product.label().into_iter(), index),
