@@ -7,7 +7,8 @@
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use leg_cramp_cds::cards::build_cards;
 use leg_cramp_cds::catalog::Catalog;
-use leg_cramp_cds::facts::PatientFacts;
+use leg_cramp_cds::facts::{PatientFacts, ResolvedCodes};
+use leg_cramp_cds::fhir::ResourceSet;
 use leg_cramp_cds::pipeline::{evaluate, plan_prefetch};
 use leg_cramp_cds::protocol::{CdsRequest, SchemaSet};
 use leg_cramp_cds::rules::{evaluate as evaluate_rules, RuleBook};
@@ -43,7 +44,7 @@ fn scaled_cards(copies: usize) -> tempfile::TempDir {
     for sub in ["", "rules", "valuesets"] {
         std::fs::create_dir_all(dir.path().join(sub)).unwrap();
     }
-    for f in ["services.json", "conventions.json", "override-reasons.json"] {
+    for f in ["services.json", "conventions.json", "override-reasons.json", "brands.json", "medication-forms.json"] {
         std::fs::copy(src.join(f), dir.path().join(f)).unwrap();
     }
     let read_dir = |sub: &str| -> Vec<(String, String)> {
@@ -75,6 +76,9 @@ fn scaled_cards(copies: usize) -> tempfile::TempDir {
             for i in v.get_mut("ingredients").and_then(|x| x.as_array_mut()).into_iter().flatten() {
                 *i = format!("{} zz{k}", i.as_str().unwrap()).into();
             }
+            for w in v.pointer_mut("/salts/words").and_then(|x| x.as_array_mut()).into_iter().flatten() {
+                *w = format!("{} zz{k}", w.as_str().unwrap()).into();
+            }
             std::fs::write(dir.path().join(format!("valuesets/{name}_C{k}.json")), v.to_string()).unwrap();
         }
         for (name, text) in &rules {
@@ -97,7 +101,7 @@ fn stages(c: &mut Criterion, label: &str, body: &[u8], catalog: &Catalog, schema
     let mut planned = parsed.clone();
     let plan = plan_prefetch(&mut planned, service);
     let book = &catalog.rules;
-    let facts = PatientFacts::build(&plan.resources, &book.conventions, &book.index, "patient-view", now());
+    let facts = facts_of(book, &plan.resources);
     let findings = evaluate_rules(book, &facts);
 
     let mut g = c.benchmark_group(label);
@@ -109,7 +113,7 @@ fn stages(c: &mut Criterion, label: &str, body: &[u8], catalog: &Catalog, schema
             || parsed.clone(),
             |mut r| {
                 let plan = plan_prefetch(&mut r, service);
-                PatientFacts::build(&plan.resources, &book.conventions, &book.index, "patient-view", now())
+                facts_of(book, &plan.resources)
             },
             BatchSize::SmallInput,
         )
@@ -144,14 +148,14 @@ fn benches(c: &mut Criterion) {
     assert_eq!(scaled.rules.len(), 370);
     let mut g = c.benchmark_group("rule count scaling (typical patient)");
     for (label, book) in [("37 rules", &catalog.rules), ("370 rules", &scaled)] {
-        let facts = PatientFacts::build(&plan.resources, &book.conventions, &book.index, "patient-view", now());
+        let facts = facts_of(book, &plan.resources);
         // Clones never match the patient's codes; only the clones of the unanchored baseline
         // rule (gated on cramps alone) fire, so the real findings are all still there.
-        let base = evaluate_rules(&catalog.rules, &facts_of(&catalog, &plan)).len();
+        let base = evaluate_rules(&catalog.rules, &facts_of(&catalog.rules, &plan.resources)).len();
         assert!(evaluate_rules(book, &facts).len() >= base);
         g.bench_function(format!("{label}: facts + evaluation"), |b| {
             b.iter(|| {
-                let facts = PatientFacts::build(&plan.resources, &book.conventions, &book.index, "patient-view", now());
+                let facts = facts_of(book, &plan.resources);
                 evaluate_rules(book, &facts)
             })
         });
@@ -160,8 +164,9 @@ fn benches(c: &mut Criterion) {
     g.finish();
 }
 
-fn facts_of(catalog: &Catalog, plan: &leg_cramp_cds::pipeline::PrefetchPlan) -> PatientFacts {
-    PatientFacts::build(&plan.resources, &catalog.rules.conventions, &catalog.rules.index, "patient-view", now())
+/// The patient facts of `resources` under `book`, offline (no terminology service).
+fn facts_of(book: &RuleBook, resources: &ResourceSet) -> PatientFacts {
+    PatientFacts::build(resources, &book.conventions, &book.index, &ResolvedCodes::none(), "patient-view", now())
 }
 
 criterion_group! {

@@ -104,6 +104,15 @@ pub struct ServeArgs {
     /// Most resources read per prefetch key.
     #[arg(long, env = "LEG_CRAMP_CDS_FHIR_MAX_RESOURCES", default_value_t = 2000)]
     pub fhir_max_resources: usize,
+    /// RxNorm terminology service that names medications recorded only by a product code:
+    /// an RxNav REST base (e.g. https://rxnav.nlm.nih.gov/REST) or a FHIR terminology server
+    /// base (see --terminology-protocol). Asked within what remains of --fhir-timeout.
+    #[arg(long, env = "LEG_CRAMP_CDS_TERMINOLOGY_URL")]
+    pub terminology_url: Option<String>,
+    /// How --terminology-url is asked: `rxnav` (GET {url}/rxcui/{code}/related.json?tty=IN+MIN)
+    /// or `fhir` (GET {url}/CodeSystem/$lookup?system=<RxNorm>&code={code}).
+    #[arg(long, env = "LEG_CRAMP_CDS_TERMINOLOGY_PROTOCOL", value_enum, default_value = "rxnav")]
+    pub terminology_protocol: crate::fhir::terminology::TerminologyProtocol,
     /// Trust JWTs from this issuer, verified with this JWK Set (a file, or an https URL):
     /// `ISS=JWKS`, repeatable. With at least one, every service call needs a valid JWT.
     #[arg(long = "trusted-issuer", env = "LEG_CRAMP_CDS_TRUSTED_ISSUER", value_delimiter = ',')]

@@ -3,7 +3,7 @@
 //! (the HTTP layer, asynchronously) through [`crate::fhir::client`].
 
 use crate::cards::build_cards;
-use crate::facts::PatientFacts;
+use crate::facts::{PatientFacts, ResolvedCodes};
 use crate::fhir::ResourceSet;
 use crate::protocol::prefetch::PrefetchValue;
 use crate::protocol::{CdsRequest, CdsResponse, Indicator, ServiceDefinition};
@@ -63,19 +63,21 @@ pub struct Evaluation {
 /// Facts → findings → cards. Pure and synchronous: the same input and instant give the same
 /// cards (apart from their fresh uuids).
 pub fn evaluate(book: &RuleBook, request: &CdsRequest, resources: &ResourceSet, now: DateTime<Utc>) -> Evaluation {
-    evaluate_with_suppressions(book, request, resources, now, &HashSet::new())
+    evaluate_with_suppressions(book, request, resources, &ResolvedCodes::none(), now, &HashSet::new())
 }
 
-/// As [`evaluate`], withholding info/warning cards of the `suppressed` rules (feedback-driven
-/// alert-fatigue control). Critical cards are never withheld.
+/// As [`evaluate`], with the RxNorm codes a terminology service `resolved`, withholding
+/// info/warning cards of the `suppressed` rules (feedback-driven alert-fatigue control).
+/// Critical cards are never withheld.
 pub fn evaluate_with_suppressions(
     book: &RuleBook,
     request: &CdsRequest,
     resources: &ResourceSet,
+    resolved: &ResolvedCodes,
     now: DateTime<Utc>,
     suppressed_rules: &HashSet<String>,
 ) -> Evaluation {
-    let facts = PatientFacts::build(resources, &book.conventions, &book.index, &request.hook, now);
+    let facts = PatientFacts::build(resources, &book.conventions, &book.index, resolved, &request.hook, now);
     let mut findings = evaluate_rules(book, &facts);
     let mut suppressed = Vec::new();
     if !suppressed_rules.is_empty() {

@@ -64,6 +64,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
             public_url = %app.state.public_url,
             services = catalog.services.len(),
             auth = app.state.auth.is_some(),
+            terminology = app.state.terminology.is_some(),
             tls = args.tls_cert.is_some(),
             rules = catalog.rules.rules.len(),
             value_sets = catalog.rules.index.len(),

@@ -169,8 +169,15 @@ impl PlaceholderValues {
             Evidence::Observation(o) if o.compared.is_some() => Some(o),
             _ => None,
         });
+        // The matched ingredient of the drug the rule is about, never a cut product string.
+        let mut drug_sets = Vec::new();
+        book.rules[finding.rule].trigger.medication_sets(&mut drug_sets);
         let drug = finding.evidence.iter().find_map(|e| match e {
-            Evidence::Medication(i) => Some(facts.medications[*i].label.clone()),
+            Evidence::Medication(i) => {
+                let m = &facts.medications[*i];
+                let vs = m.ingredients.iter().map(|g| g.vs).find(|vs| drug_sets.contains(vs));
+                Some(vs.map_or_else(|| m.label.clone(), |vs| m.drug_label(vs)))
+            }
             _ => None,
         });
         let (value, unit, analyte) = match obs.and_then(|o| Some((o, o.compared.as_ref()?))) {

@@ -9,6 +9,7 @@ pub mod elements;
 pub mod model;
 pub mod one_or_many;
 pub mod resources;
+pub mod terminology;
 pub mod tolerant;
 
 pub use model::*;

@@ -11,6 +11,7 @@ use crate::auth::Authenticator;
 use crate::catalog::Catalog;
 use crate::cli::ServeArgs;
 use crate::fhir::client::{FhirClient, FhirClientConfig};
+use crate::fhir::terminology::{TerminologyClient, TerminologyConfig};
 use crate::protocol::SchemaSet;
 use crate::store::FeedbackStore;
 use actix_cors::Cors;
@@ -29,6 +30,8 @@ pub struct AppState {
     pub max_body: usize,
     pub public_url: String,
     pub fhir: FhirClient,
+    /// `None` without --terminology-url: unresolved RxNorm codes are warned about.
+    pub terminology: Option<TerminologyClient>,
     /// `None`: authentication off (loopback or --insecure-no-auth).
     pub auth: Option<Authenticator>,
     pub open_discovery: bool,
@@ -80,6 +83,15 @@ impl Application {
         if args.public_url.is_none() && args.listen.port() == 0 {
             public_url = format!("http://{}:{port}", args.listen.ip());
         }
+        let terminology = match &args.terminology_url {
+            Some(url) => Some(TerminologyClient::new(TerminologyConfig {
+                url: url.clone(),
+                protocol: args.terminology_protocol,
+                timeout: args.fhir_timeout,
+                extra_roots: extra_roots.clone(),
+            })?),
+            None => None,
+        };
         let fhir = FhirClient::new(FhirClientConfig {
             timeout: args.fhir_timeout,
             max_pages: args.fhir_max_pages.max(1),
@@ -97,6 +109,7 @@ impl Application {
             max_body: args.max_body,
             public_url,
             fhir,
+            terminology,
             auth,
             open_discovery: args.open_discovery,
             request_timeout: args.request_timeout,

@@ -4,6 +4,7 @@ use super::error::ApiError;
 use super::middleware::{HookInstanceTag, ServiceTag};
 use super::AppState;
 use crate::fhir::client::{render_template, FhirClient};
+use crate::fhir::terminology::resolve_medications;
 use crate::fhir::ResourceSet;
 use crate::pipeline::{evaluate_with_suppressions, plan_prefetch, Evaluation, PrefetchPlan};
 use crate::protocol::{CdsRequest, CdsResponse, DiscoveryResponse, OperationOutcome};
@@ -109,14 +110,19 @@ pub async fn call_service(
     }
     req.extensions_mut().insert(HookInstanceTag(request.hook_instance.clone()));
     let plan = plan_prefetch(&mut request, service);
+    let fhir_started = std::time::Instant::now();
     let resources = complete_prefetch(&state.fhir, &request, plan).await?;
+    // Product codes nothing else recognised: named by the terminology service, in what is left
+    // of the FHIR deadline.
+    let deadline = fhir_started + state.fhir.config.timeout;
+    let resolved = resolve_medications(state.terminology.as_ref(), &catalog.rules, &resources, deadline).await;
     let patient_id = request.context.patient_id.clone().unwrap_or_default();
     let patient_key = state.store.as_ref().map(|s| s.keyer.key(&patient_id));
     let suppressed = match (&state.store, &patient_key) {
         (Some(store), Some(key)) => store.suppressed_rules(key, now),
         _ => Default::default(),
     };
-    let evaluation = evaluate_with_suppressions(&catalog.rules, &request, &resources, now, &suppressed);
+    let evaluation = evaluate_with_suppressions(&catalog.rules, &request, &resources, &resolved, now, &suppressed);
     tracing::debug!(
         hook_instance = %request.hook_instance,
         service = %id,

@@ -21,6 +21,8 @@ pub const SCHEMA_FILES: &[(&str, &str)] = &[
     ("lab-orders.schema.json", include_str!("../../schemas/lab-orders.schema.json")),
     ("merged-cards.schema.json", include_str!("../../schemas/merged-cards.schema.json")),
     ("units.schema.json", include_str!("../../schemas/units.schema.json")),
+    ("brands.schema.json", include_str!("../../schemas/brands.schema.json")),
+    ("medication-forms.schema.json", include_str!("../../schemas/medication-forms.schema.json")),
 ];
 
 /// Hooks whose context has a schema in request.schema.json `$defs/contexts`.
@@ -53,6 +55,8 @@ pub enum Document {
     LabOrders,
     MergedCards,
     Units,
+    Brands,
+    MedicationForms,
 }
 
 pub struct SchemaSet {
@@ -96,6 +100,8 @@ impl SchemaSet {
             (Document::LabOrders, "lab-orders.schema.json"),
             (Document::MergedCards, "merged-cards.schema.json"),
             (Document::Units, "units.schema.json"),
+            (Document::Brands, "brands.schema.json"),
+            (Document::MedicationForms, "medication-forms.schema.json"),
         ] {
             documents.insert(doc, build(format!("{BASE}{file}"))?);
         }

@@ -68,7 +68,7 @@ impl RuleBook {
             Ok(c) => c,
             Err(es) => return Err(errors.into_iter().chain(es).collect()),
         };
-        let index = match ValueSetIndex::build(vs_files, &converter) {
+        let mut index = match ValueSetIndex::build(vs_files, &converter) {
             Ok(i) => i,
             Err(es) => {
                 let vdir = dir.join("valuesets");
@@ -76,6 +76,8 @@ impl RuleBook {
                 return Err(errors);
             }
         };
+        // Brand names and route words: medication vocabulary read with the value sets it maps to.
+        index.vocabulary = super::vocabulary::MedicationVocabulary::load(dir, schemas, &index, &mut errors);
 
         // Conventions and override reasons.
         let conv_file = dir.join("conventions.json");

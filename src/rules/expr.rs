@@ -415,6 +415,15 @@ impl Expr {
         }
     }
 
+    /// Value sets of the medication and draft-order predicates (which drug a card is about).
+    pub fn medication_sets(&self, out: &mut Vec<VsId>) {
+        match self {
+            Expr::All(xs) | Expr::Any(xs) => xs.iter().for_each(|x| x.medication_sets(out)),
+            Expr::Medication { vs, .. } | Expr::DraftOrder(DraftOrderTest { vs, .. }) => out.push(*vs),
+            _ => {}
+        }
+    }
+
     /// Rules this expression refers to (for evaluation order and cycle checks).
     pub fn rule_refs(&self, out: &mut Vec<usize>) {
         match self {

@@ -11,9 +11,11 @@ pub mod lab_orders;
 pub mod merged;
 pub mod model;
 mod observed;
+pub mod phrases;
 pub mod placeholder;
 pub mod testcase;
 pub mod valueset;
+pub mod vocabulary;
 
 pub use book::RuleBook;
 pub use eval::{evaluate, Evidence, Finding};

@@ -2,6 +2,7 @@
 //! code → value sets, so that looking up a patient's code costs the same however many
 //! codes and rules there are.
 
+use super::phrases::PhraseIndex;
 use crate::catalog::{read_json, LoadError};
 use crate::knowledge::units::{UnitConverter, UnitSpec};
 use crate::protocol::schemas::{Document, SchemaSet};
@@ -33,6 +34,9 @@ pub struct ValueSetFile {
     /// and text: covers product-level codes (SCD/SBD) and ingredients without a verified code.
     #[serde(default)]
     pub ingredients: Vec<String>,
+    /// Ingredient names that are only the salt part of another drug in some products.
+    #[serde(default)]
+    pub salts: Option<Salts>,
     /// For lab and vital value sets: the canonical unit, molar mass, valence and what else
     /// UCUM cannot convert.
     #[serde(default)]
@@ -51,6 +55,20 @@ pub struct CodeEntry {
     pub r#match: Option<String>,
     #[serde(default)]
     pub note: Option<String>,
+}
+
+/// Ingredient names of a supplement set that name a salt of another drug in some products
+/// (USP salt names: esomeprazole magnesium, losartan potassium). Such a name counts only when
+/// the product names no other drug: no ingredient of a value set without `salts`, and none
+/// of the `not_with` words.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Salts {
+    /// Names from `ingredients` (e.g. the bare "magnesium").
+    pub words: Vec<String>,
+    /// Other drugs (or anions) that make the salt word theirs: "losartan", "iodide".
+    #[serde(default)]
+    pub not_with: Vec<String>,
 }
 
 /// Canonical code-system URIs, so that an OID or a common variant matches.
@@ -92,6 +110,7 @@ pub struct ValueSet {
     pub label: Option<String>,
     pub units: Option<Units>,
     pub codes: Vec<CodeEntry>,
+    pub salts: Option<Salts>,
 }
 
 /// All value sets and the lookup tables built from them.
@@ -104,9 +123,10 @@ pub struct ValueSetIndex {
     /// system → code prefix → sets that include the code and its descendants.
     descendants: HashMap<String, HashMap<String, Vec<VsId>>>,
     longest_prefix: usize,
-    /// ingredient name (lower-case words joined by one space) → sets.
-    ingredients: HashMap<String, Vec<VsId>>,
-    longest_ingredient_words: usize,
+    /// ingredient name → sets.
+    ingredients: PhraseIndex<VsId>,
+    /// Brand names and route words (`cards/brands.json`, `cards/medication-forms.json`).
+    pub vocabulary: super::vocabulary::MedicationVocabulary,
 }
 
 impl ValueSetIndex {
@@ -137,13 +157,14 @@ impl ValueSetIndex {
                 }
             }
             for name in &file.ingredients {
-                let key = words(name).join(" ");
-                if key.is_empty() {
+                if !index.ingredients.insert(name, id) {
                     errors.push((file.id.clone(), format!("empty ingredient name {name:?}")));
-                    continue;
                 }
-                index.longest_ingredient_words = index.longest_ingredient_words.max(key.split(' ').count());
-                push_unique(index.ingredients.entry(key).or_default(), id);
+            }
+            for word in file.salts.iter().flat_map(|s| &s.words) {
+                if !file.ingredients.iter().any(|i| super::phrases::words(i) == super::phrases::words(word)) {
+                    errors.push((file.id.clone(), format!("salt word {word:?} is not one of the ingredients")));
+                }
             }
             let units = match file.units.as_ref().map(|spec| Units::new(spec, converter)).transpose() {
                 Ok(units) => units,
@@ -153,7 +174,7 @@ impl ValueSetIndex {
                 }
             };
             index.by_id.insert(file.id.clone(), id);
-            index.sets.push(ValueSet { id: file.id, label: file.label, units, codes: file.codes });
+            index.sets.push(ValueSet { id: file.id, label: file.label, units, codes: file.codes, salts: file.salts });
         }
         if errors.is_empty() {
             Ok(index)
@@ -203,24 +224,12 @@ impl ValueSetIndex {
     /// Adds to `out` every value set one of whose ingredient names occurs, as whole words,
     /// in `text` (a coding display, a CodeableConcept text, a Medication ingredient).
     pub fn sets_of_ingredient_text(&self, text: &str, out: &mut Vec<VsId>) {
-        if self.ingredients.is_empty() {
-            return;
-        }
-        let lower = text.to_lowercase();
-        let w: Vec<&str> = lower.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).collect();
-        let mut phrase = String::with_capacity(lower.len());
-        for start in 0..w.len() {
-            phrase.clear();
-            for (n, word) in w[start..].iter().take(self.longest_ingredient_words).enumerate() {
-                if n > 0 {
-                    phrase.push(' ');
-                }
-                phrase.push_str(word);
-                if let Some(ids) = self.ingredients.get(phrase.as_str()) {
-                    extend_unique(out, ids);
-                }
-            }
-        }
+        self.ingredients.find_in(text, |m| extend_unique(out, m.values));
+    }
+
+    /// Ingredient names of every value set, for finding which name matched (and where).
+    pub fn ingredient_names(&self) -> &PhraseIndex<VsId> {
+        &self.ingredients
     }
 }
 
@@ -237,11 +246,6 @@ pub fn load_unit_converter(dir: &Path, schemas: &SchemaSet) -> Result<Arc<UnitCo
     UnitConverter::new(&table)
         .map(Arc::new)
         .map_err(|es| es.into_iter().map(|e| err(e.pointer(), e.to_string())).collect())
-}
-
-/// Lower-case alphanumeric words of a text.
-pub fn words(text: &str) -> Vec<String> {
-    text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase).collect()
 }
 
 fn push_unique(v: &mut Vec<VsId>, id: VsId) {

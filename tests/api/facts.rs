@@ -1,7 +1,8 @@
 //! Normalisation conventions, table-driven, on the real cards (conventions and value sets).
 use crate::rules::catalog;
 use chrono::{DateTime, Utc};
-use leg_cramp_cds::facts::PatientFacts;
+use leg_cramp_cds::catalog::Catalog;
+use leg_cramp_cds::facts::{PatientFacts, ResolvedCodes};
 use leg_cramp_cds::fhir::ResourceSet;
 use serde_json::{json, Value};
 
@@ -19,7 +20,19 @@ fn facts_of(resources: Vec<Value>, gender: &str) -> PatientFacts {
     for r in resources {
         set.add_value(r, "test");
     }
-    PatientFacts::build(&set, &catalog.rules.conventions, &catalog.rules.index, "patient-view", now())
+    offline_facts(&catalog, &set, now())
+}
+
+/// The facts of `set` at `now`, offline (no terminology service).
+fn offline_facts(catalog: &Catalog, set: &ResourceSet, now: DateTime<Utc>) -> PatientFacts {
+    PatientFacts::build(
+        set,
+        &catalog.rules.conventions,
+        &catalog.rules.index,
+        &ResolvedCodes::none(),
+        "patient-view",
+        now,
+    )
 }
 
 fn condition(clinical: Option<&str>, verification: Option<&str>, recorded: &str) -> Value {
@@ -232,9 +245,9 @@ fn age_at_the_evaluation_instant() {
     let catalog = catalog();
     let mut set = ResourceSet::new();
     set.add_resource(json!({"resourceType": "Patient", "id": "p", "birthDate": "2008-06-16"}), "t");
-    let f = PatientFacts::build(&set, &catalog.rules.conventions, &catalog.rules.index, "patient-view", now());
+    let f = offline_facts(&catalog, &set, now());
     assert_eq!(f.age_years, Some(17));
     let later: DateTime<Utc> = "2026-06-16T00:00:00Z".parse().unwrap();
-    let f = PatientFacts::build(&set, &catalog.rules.conventions, &catalog.rules.index, "patient-view", later);
+    let f = offline_facts(&catalog, &set, later);
     assert_eq!(f.age_years, Some(18));
 }

@@ -19,6 +19,7 @@ mod samples;
 mod service_call;
 mod spec_examples;
 mod synthetic_records;
+mod terminology;
 mod tolerant_reading;
 mod try_it;
 mod units;

@@ -3,7 +3,7 @@
 //! request: evaluated without error. One record's extracted facts are asserted.
 use crate::helpers::*;
 use crate::rules::catalog;
-use leg_cramp_cds::facts::PatientFacts;
+use leg_cramp_cds::facts::{PatientFacts, ResolvedCodes};
 use leg_cramp_cds::fhir::ResourceSet;
 use leg_cramp_cds::rules::testcase::build_request;
 use serde_json::Value;
@@ -61,7 +61,14 @@ fn facts_extracted_from_the_type2_diabetes_record() {
         set.add_resource(r, "test");
     }
     let now = "2026-06-15T12:00:00Z".parse().unwrap();
-    let facts = PatientFacts::build(&set, &catalog.rules.conventions, &catalog.rules.index, "patient-view", now);
+    let facts = PatientFacts::build(
+        &set,
+        &catalog.rules.conventions,
+        &catalog.rules.index,
+        &ResolvedCodes::none(),
+        "patient-view",
+        now,
+    );
     assert_eq!((facts.gender.as_deref(), facts.age_years), (Some("female"), Some(65)));
     assert_eq!(facts.conditions.iter().filter(|c| c.active).count(), 3);
     assert_eq!(facts.medications.iter().filter(|m| m.active).count(), 3);
