@@ -42,17 +42,31 @@ pub fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let store = match crate::store::FeedbackStore::open(&args.database, args.patient_key_secret.as_deref(), args.now) {
-        Ok(s) => {
-            tracing::info!(backend = s.backend_name, "feedback store open");
-            Some(Arc::new(s))
+    if args.test_hooks {
+        // Fault injection must never be reachable on a real deployment.
+        if !args.listen.ip().is_loopback() {
+            eprintln!("refusing to start: --test-hooks is for the test suite and only allowed on a loopback address");
+            return ExitCode::from(2);
         }
-        Err(e) => {
-            // Degrade, don't die: cards are still served; feedback and analytics answer 503.
-            tracing::error!(error = %e, "FEEDBACK STORE UNAVAILABLE: feedback and analytics will answer 503");
-            None
-        }
+        tracing::warn!("TEST HOOKS ARE ON (--test-hooks): feedback can make the store writer panic");
+    }
+    let options = crate::store::StoreOptions {
+        fixed_now: args.now,
+        queue_capacity: args.store_queue,
+        test_hooks: args.test_hooks,
     };
+    let store =
+        match crate::store::FeedbackStore::open_with(&args.database, args.patient_key_secret.as_deref(), options) {
+            Ok(s) => {
+                tracing::info!(backend = s.backend_name, "feedback store open");
+                Some(Arc::new(s))
+            }
+            Err(e) => {
+                // Degrade, don't die: cards are still served; feedback and analytics answer 503.
+                tracing::error!(error = %e, "FEEDBACK STORE UNAVAILABLE: feedback and analytics will answer 503");
+                None
+            }
+        };
     let system = actix_web::rt::System::new();
     let store_for_shutdown = store.clone();
     let result = system.block_on(async move {

@@ -59,16 +59,30 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
 }
 
-#[utoipa::path(get, path = "/readyz", tag = "Operations", summary = "Readiness: rules loaded",
-    responses((status = 200, description = "Counts of services, rules and value sets", body = Object)))]
+#[utoipa::path(get, path = "/readyz", tag = "Operations", summary = "Readiness: rules loaded, feedback store answering",
+    responses((status = 200, description = "Counts of services, rules and value sets", body = Object),
+              (status = 503, description = "The feedback store is unavailable (the reason in the diagnostics); hooks still answer", body = OperationOutcome)))]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let catalog = state.catalog.load();
-    HttpResponse::Ok().json(serde_json::json!({
-        "status": "ready",
-        "services": catalog.services.len(),
-        "rules": catalog.rules.rules.len(),
-        "valueSets": catalog.rules.index.len(),
-    }))
+    let store = match &state.store {
+        None => Err("the feedback store (not open; see the start-up log)".to_string()),
+        Some(store) => match store.outage() {
+            Some(o) => Err(format!("the feedback store (since {}: {})", o.since.to_rfc3339(), o.reason)),
+            None => Ok(store.backend_name),
+        },
+    };
+    match store {
+        Ok(backend) => {
+            let catalog = state.catalog.load();
+            HttpResponse::Ok().json(serde_json::json!({
+                "status": "ready",
+                "services": catalog.services.len(),
+                "rules": catalog.rules.rules.len(),
+                "valueSets": catalog.rules.index.len(),
+                "feedbackStore": backend,
+            }))
+        }
+        Err(what) => ApiError::Unavailable(what).error_response(),
+    }
 }
 
 #[utoipa::path(post, path = "/cds-services/{id}", tag = "CDS Hooks",
@@ -266,6 +280,25 @@ async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -
     Ok(body.freeze())
 }
 
+/// The extension of a merged card (topic `medication-review`) that lists the rules it
+/// stands for, as a JSON array of rule ids.
+pub const RULES_EXTENSION: &str = "org.leg-cramp-cds.rules";
+
+/// The rules a card stands for: those its rules extension lists, else its topic code.
+fn card_rules(card: &crate::protocol::Card, topic: &str) -> Vec<String> {
+    let listed: Vec<String> = card
+        .extension
+        .get(RULES_EXTENSION)
+        .and_then(|v| v.as_array())
+        .map(|ids| ids.iter().filter_map(|id| id.as_str()).filter(|id| !id.is_empty()).map(str::to_string).collect())
+        .unwrap_or_default();
+    if listed.is_empty() {
+        vec![topic.to_string()]
+    } else {
+        listed
+    }
+}
+
 /// Queues what was issued and what was withheld (off the request path).
 fn record(
     store: &FeedbackStore,
@@ -282,11 +315,13 @@ fn record(
             .cards
             .iter()
             .filter_map(|card| {
+                let topic = card.source.topic.as_ref()?.code.clone();
                 Some(IssuedCard {
                     card_uuid: card.uuid.clone()?,
                     suggestion_uuids: card.suggestions.iter().filter_map(|s| s.uuid.clone()).collect(),
                     service: service.to_string(),
-                    rule: card.source.topic.as_ref()?.code.clone(),
+                    rules: card_rules(card, &topic),
+                    topic,
                     indicator: card.indicator.as_str().to_string(),
                     hook_instance: hook_instance.to_string(),
                     patient_key: patient_key.to_string(),
@@ -308,4 +343,67 @@ fn record(
         })
         .collect();
     store.record_suppressed(suppressed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::CdsResponse;
+    use crate::store::{StoreOptions, ALREADY_ADDRESSED};
+
+    fn evaluation() -> Evaluation {
+        let card = |uuid: &str, topic: &str, rules: Option<serde_json::Value>| {
+            let mut c = serde_json::json!({"uuid": uuid, "summary": "s", "indicator": "warning",
+                "source": {"label": "l", "topic": {"system": "urn:x", "code": topic}},
+                "suggestions": [{"label": "do", "uuid": format!("{uuid}-s")}]});
+            if let Some(rules) = rules {
+                c["extension"] = serde_json::json!({ RULES_EXTENSION: rules });
+            }
+            c
+        };
+        let response: CdsResponse = serde_json::from_value(serde_json::json!({"cards": [
+            card("merged", "medication-review", Some(serde_json::json!(["statin-myopathy", "laba-cramps"]))),
+            card("plain", "electrolyte-hypomagnesemia", None),
+            card("empty-list", "lifestyle-self-care-baseline", Some(serde_json::json!([]))),
+        ]}))
+        .unwrap();
+        Evaluation { response, rule_ids: vec![], suppressed: vec!["pad-claudication".into()] }
+    }
+
+    #[tokio::test]
+    async fn record_stores_a_merged_card_under_each_rule_it_lists() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite");
+        let store = FeedbackStore::open_with(path.to_str().unwrap(), Some("k"), StoreOptions::default()).unwrap();
+        let now = chrono::Utc::now();
+        record(&store, true, "leg-cramp-causes", "h", "pk", now, &evaluation());
+        let reason = |card: &str| crate::store::FeedbackRow {
+            index: 0,
+            card_uuid: card.into(),
+            outcome: "overridden".into(),
+            accepted_suggestions: vec![],
+            override_system: Some(ALREADY_ADDRESSED.0.into()),
+            override_code: Some(ALREADY_ADDRESSED.1.into()),
+            override_display: None,
+            user_comment: None,
+            outcome_timestamp: now,
+        };
+        let receipt = store.store_feedback("leg-cramp-causes".into(), vec![reason("merged")], 30).await.unwrap();
+        assert_eq!(receipt.unknown_cards, 0);
+        let stats: std::collections::HashMap<String, (u64, u64, u64)> = store
+            .analytics(None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| (a.rule, (a.issued, a.overridden, a.suppressed)))
+            .collect();
+        assert_eq!(stats["statin-myopathy"], (1, 1, 0));
+        assert_eq!(stats["laba-cramps"], (1, 1, 0));
+        assert_eq!(stats["electrolyte-hypomagnesemia"], (1, 0, 0), "an ordinary card stands for its topic");
+        assert_eq!(stats["lifestyle-self-care-baseline"], (1, 0, 0), "an empty list falls back to the topic");
+        assert_eq!(stats["pad-claudication"], (0, 0, 1), "withheld cards are recorded");
+        assert!(!stats.contains_key("medication-review"));
+        let snoozed = store.suppressed_rules("pk", now);
+        assert!(snoozed.contains("statin-myopathy") && snoozed.contains("laba-cramps") && snoozed.len() == 2);
+    }
 }
