@@ -242,7 +242,16 @@ impl FeedbackStore {
         let queue = Arc::new(Queue::new(options.queue_capacity));
         let refresh = matches!(target, Target::Postgres(_)).then_some(REFRESH_EVERY);
         let (analytics, jobs) = mpsc::sync_channel(ANALYTICS_QUEUE);
-        reader::spawn(reader::Shared { target: target.clone(), mirror: suppressions.clone(), clock, refresh }, jobs)?;
+        reader::spawn(
+            reader::Shared {
+                target: target.clone(),
+                queue: queue.clone(),
+                mirror: suppressions.clone(),
+                clock,
+                refresh,
+            },
+            jobs,
+        )?;
         writer::spawn(
             writer::Shared {
                 queue: queue.clone(),
@@ -291,10 +300,12 @@ impl FeedbackStore {
         answer(rx, FEEDBACK_DEADLINE).await
     }
 
-    /// Per-rule analytics, read on the reader's own connection.
+    /// Per-rule analytics, read on the reader's own connection once the cards issued before
+    /// this call are written (waiting at most a couple of seconds for the writer).
     pub async fn analytics(&self, since: Option<DateTime<Utc>>) -> Result<Vec<RuleAnalytics>, StoreError> {
         let (reply, rx) = oneshot::channel();
-        self.analytics.try_send(reader::AnalyticsJob { since, reply }).map_err(|e| match e {
+        let mark = self.queue.mark();
+        self.analytics.try_send(reader::AnalyticsJob { since, mark, reply }).map_err(|e| match e {
             mpsc::TrySendError::Full(_) => StoreError::Busy,
             mpsc::TrySendError::Disconnected(_) => StoreError::Closed,
         })?;

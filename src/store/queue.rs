@@ -73,18 +73,30 @@ struct State {
     /// Feedback and flush jobs queued: they end a linger or a backoff wait at once.
     urgent: usize,
     closed: bool,
+    /// Records ever accepted, and ever settled (committed or given up). Records settle in
+    /// queue order, so `settled >= n` means the first `n` accepted are all written.
+    accepted: u64,
+    settled: u64,
 }
 
 pub struct Queue {
     state: Mutex<State>,
     wake: Condvar,
+    /// Signalled when records settle (for readers catching up, see `wait_settled`).
+    progress: Condvar,
     capacity: usize,
     shed_log: Mutex<(Option<Instant>, u64)>,
 }
 
 impl Queue {
     pub fn new(capacity: usize) -> Self {
-        Self { state: Mutex::default(), wake: Condvar::new(), capacity: capacity.max(1), shed_log: Mutex::default() }
+        Self {
+            state: Mutex::default(),
+            wake: Condvar::new(),
+            progress: Condvar::new(),
+            capacity: capacity.max(1),
+            shed_log: Mutex::default(),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -100,6 +112,7 @@ impl Queue {
             for r in records {
                 if s.records < self.capacity && !s.closed {
                     s.records += 1;
+                    s.accepted += 1;
                     s.jobs.push_back(Job::Record(r));
                 } else {
                     shed.push(r.kind());
@@ -212,9 +225,25 @@ impl Queue {
             let mut s = self.lock();
             s.records = s.records.saturating_sub(n);
             s.in_flight = s.in_flight.saturating_sub(n);
+            s.settled += n as u64;
             s.records
         };
+        self.progress.notify_all();
         metrics::gauge!(crate::metrics::STORE_QUEUE).set(queued as f64);
+    }
+
+    /// How many records have been accepted so far: pass it to `wait_settled`.
+    pub fn mark(&self) -> u64 {
+        self.lock().accepted
+    }
+
+    /// Waits (up to `timeout`) until every record accepted before `mark` is settled, so a
+    /// read sees the cards issued before it was asked; `false` if the writer is behind.
+    pub fn wait_settled(&self, mark: u64, timeout: Duration) -> bool {
+        let s = self.lock();
+        let (s, _) =
+            self.progress.wait_timeout_while(s, timeout, |s| s.settled < mark).unwrap_or_else(|e| e.into_inner());
+        s.settled >= mark
     }
 
     /// Puts records that could not be written back at the head, in their order.

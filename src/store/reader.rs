@@ -3,6 +3,7 @@
 //! clinician's feedback commit on the writer.
 
 use super::queries;
+use super::queue::Queue;
 use super::sql::{Link, Target};
 use super::supervisor::supervise;
 use super::{merge_suppressions, Clock, RuleAnalytics, StoreError, SuppressionMap};
@@ -12,13 +13,19 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
+/// How long analytics wait for the writer to commit the cards issued before the query.
+const CATCH_UP: Duration = Duration::from_secs(2);
+
 pub struct AnalyticsJob {
     pub since: Option<DateTime<Utc>>,
+    /// The record queue's mark when the query was asked (see `Queue::wait_settled`).
+    pub mark: u64,
     pub reply: oneshot::Sender<Result<Vec<RuleAnalytics>, StoreError>>,
 }
 
 pub struct Shared {
     pub target: Target,
+    pub queue: Arc<Queue>,
     pub mirror: Arc<RwLock<SuppressionMap>>,
     pub clock: Clock,
     /// How often to reload suppressions other replicas created (PostgreSQL), if at all.
@@ -46,6 +53,11 @@ fn run(shared: &Shared, jobs: &Receiver<AnalyticsJob>, mut link: Link) {
         match job {
             Ok(job) => {
                 if !job.reply.is_closed() {
+                    if !shared.queue.wait_settled(job.mark, CATCH_UP) {
+                        tracing::warn!(
+                            "analytics answered while the writer is behind: the latest cards are not counted yet"
+                        );
+                    }
                     let _ = job.reply.send(link.run(|b| queries::analytics(b, job.since)));
                 }
             }
