@@ -70,7 +70,8 @@ struct State {
     records: usize,
     /// Records handed to the writer and not yet committed, put back or given up.
     in_flight: usize,
-    /// Feedback and flush jobs queued: they end a linger or a backoff wait at once.
+    /// Feedback jobs queued: they end a linger or a backoff wait at once (a flush does not:
+    /// during an outage it would turn the backoff into a busy retry loop).
     urgent: usize,
     closed: bool,
     /// Records ever accepted, and ever settled (committed or given up). Records settle in
@@ -144,20 +145,22 @@ impl Queue {
     }
 
     pub fn push_feedback(&self, job: FeedbackJob) -> Result<(), StoreError> {
-        self.push_urgent(Job::Feedback(job))
+        self.push_job(Job::Feedback(job))
     }
 
     pub fn push_flush(&self, done: std::sync::mpsc::Sender<()>) -> Result<(), StoreError> {
-        self.push_urgent(Job::Flush(done))
+        self.push_job(Job::Flush(done))
     }
 
-    fn push_urgent(&self, job: Job) -> Result<(), StoreError> {
+    fn push_job(&self, job: Job) -> Result<(), StoreError> {
         {
             let mut s = self.lock();
             if s.closed {
                 return Err(StoreError::Closed);
             }
-            s.urgent += 1;
+            if matches!(job, Job::Feedback(_)) {
+                s.urgent += 1;
+            }
             s.jobs.push_back(job);
         }
         self.wake.notify_one();
@@ -211,10 +214,7 @@ impl Queue {
                 s.urgent -= 1;
                 Work::Feedback(job)
             }
-            Some(Job::Flush(done)) => {
-                s.urgent -= 1;
-                Work::Flush(done)
-            }
+            Some(Job::Flush(done)) => Work::Flush(done),
             Some(Job::Record(_)) | None => Work::Idle,
         }
     }
@@ -359,6 +359,22 @@ mod tests {
         q.refuse_feedback("down");
         assert!(matches!(rx.try_recv(), Ok(Err(StoreError::Unavailable(_)))));
         assert_eq!(q.queued_records(), 3, "the records in hand still count until settled");
+    }
+
+    #[test]
+    fn a_flush_waits_behind_records_in_backoff_instead_of_forcing_a_retry() {
+        let q = Queue::new(10);
+        q.push_records([card(0)]);
+        let Work::Records(batch) = q.take(None, Duration::from_millis(1)) else { panic!("records") };
+        q.requeue(batch);
+        let (done, _rx) = std::sync::mpsc::channel();
+        q.push_flush(done).unwrap();
+        let started = Instant::now();
+        let retry = started + Duration::from_millis(80);
+        assert_eq!(uuids(q.take(Some(retry), Duration::from_secs(60))), ["c0"]);
+        assert!(started.elapsed() >= Duration::from_millis(80), "the backoff is kept");
+        q.settle(1);
+        assert!(matches!(q.take(None, Duration::from_millis(1)), Work::Flush(_)));
     }
 
     #[test]

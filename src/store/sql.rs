@@ -156,7 +156,7 @@ impl Link {
     }
 
     pub fn run<T>(&mut self, f: impl FnOnce(&mut dyn Backend) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        let result = self.connected().and_then(|conn| f(conn));
+        let result = self.connected().and_then(f);
         if let Err(e) = &result {
             if e.is_connection_lost() {
                 self.conn = None;

@@ -17,5 +17,6 @@ mod rules;
 mod samples;
 mod service_call;
 mod spec_examples;
+mod store_faults;
 mod synthetic_records;
 mod try_it;
