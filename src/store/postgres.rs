@@ -35,14 +35,7 @@ fn pg_params(params: &[V]) -> Vec<Box<dyn ToSql + Sync>> {
 }
 
 fn read_row(row: &postgres::Row, kinds: &[Kind]) -> Result<Row, StoreError> {
-    let mut values = Vec::with_capacity(kinds.len());
-    for (i, kind) in kinds.iter().enumerate() {
-        values.push(match kind {
-            Kind::Text => row.try_get::<_, Option<String>>(i)?.map(V::Text).unwrap_or(V::Null),
-            Kind::Int => row.try_get::<_, Option<i64>>(i)?.map(V::Int).unwrap_or(V::Null),
-        });
-    }
-    Ok(Row(values))
+    Ok(Row::read(kinds, |i| row.try_get(i), |i| row.try_get(i))?)
 }
 
 impl Sql for PgTx<'_, '_> {

@@ -53,6 +53,24 @@ impl Row {
     }
 }
 
+impl Row {
+    /// Reads one row column by column with the driver's own typed getters.
+    pub fn read<E>(
+        kinds: &[Kind],
+        mut text: impl FnMut(usize) -> Result<Option<String>, E>,
+        mut int: impl FnMut(usize) -> Result<Option<i64>, E>,
+    ) -> Result<Row, E> {
+        let mut values = Vec::with_capacity(kinds.len());
+        for (i, kind) in kinds.iter().enumerate() {
+            values.push(match kind {
+                Kind::Text => text(i)?.map(V::Text).unwrap_or(V::Null),
+                Kind::Int => int(i)?.map(V::Int).unwrap_or(V::Null),
+            });
+        }
+        Ok(Row(values))
+    }
+}
+
 /// What the store logic needs from a transaction.
 pub trait Sql {
     fn exec(&mut self, sql: &str, params: &[V]) -> Result<u64, StoreError>;
@@ -155,7 +173,22 @@ impl Link {
         Self { target, migrate, conn: Some(conn) }
     }
 
-    pub fn run<T>(&mut self, f: impl FnOnce(&mut dyn Backend) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    /// Runs `f` on the connection, opening one if needed. When a connection that had been
+    /// idle turns out to be dead (the server restarted since its last use), `f` runs once
+    /// more on a fresh one: every store operation is idempotent (inserts ignore conflicts,
+    /// feedback is fingerprinted), and an uncommitted transaction died with its connection.
+    pub fn run<T>(&mut self, mut f: impl FnMut(&mut dyn Backend) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let reused = self.conn.is_some();
+        match self.run_once(&mut f) {
+            Err(e) if reused && e.is_connection_lost() => {
+                tracing::info!(error = %e, "feedback store connection lost; reconnecting");
+                self.run_once(&mut f)
+            }
+            result => result,
+        }
+    }
+
+    fn run_once<T>(&mut self, f: &mut impl FnMut(&mut dyn Backend) -> Result<T, StoreError>) -> Result<T, StoreError> {
         let result = self.connected().and_then(f);
         if let Err(e) = &result {
             if e.is_connection_lost() {

@@ -40,14 +40,7 @@ fn to_sqlite(v: &V) -> rusqlite::types::Value {
 }
 
 fn read_row(row: &rusqlite::Row<'_>, kinds: &[Kind]) -> rusqlite::Result<Row> {
-    let mut values = Vec::with_capacity(kinds.len());
-    for (i, kind) in kinds.iter().enumerate() {
-        values.push(match kind {
-            Kind::Text => row.get::<_, Option<String>>(i)?.map(V::Text).unwrap_or(V::Null),
-            Kind::Int => row.get::<_, Option<i64>>(i)?.map(V::Int).unwrap_or(V::Null),
-        });
-    }
-    Ok(Row(values))
+    Row::read(kinds, |i| row.get(i), |i| row.get(i))
 }
 
 impl Sql for SqliteTx<'_> {

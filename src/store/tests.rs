@@ -102,14 +102,19 @@ async fn a_critical_merged_card_is_never_suppressed() {
     assert_eq!(stats(&store).await["a"].overridden, 1);
 }
 
+/// Records a card, then sends feedback on it whose comment is the panic test hook.
+async fn feedback_with_marker(store: &FeedbackStore, uuid: &str) -> Result<FeedbackReceipt, StoreError> {
+    store.record_issued(vec![card(uuid, "r", &["r"], "info")]);
+    let mut marker = item(0, uuid, "overridden", Some("not-applicable"));
+    marker.user_comment = Some(TEST_HOOK_PANIC.into());
+    store.store_feedback("leg-cramp-causes".into(), vec![marker], 30).await
+}
+
 #[tokio::test]
 async fn a_writer_panic_answers_that_request_with_an_error_and_the_writer_carries_on() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir, true);
-    store.record_issued(vec![card("k1", "r", &["r"], "info")]);
-    let mut poison = item(0, "k1", "overridden", Some("not-applicable"));
-    poison.user_comment = Some(TEST_HOOK_PANIC.into());
-    let err = store.store_feedback("leg-cramp-causes".into(), vec![poison], 30).await.unwrap_err();
+    let err = feedback_with_marker(&store, "k1").await.unwrap_err();
     assert!(matches!(err, StoreError::Interrupted), "{err}");
     store.record_issued(vec![card("k2", "r", &["r"], "info")]);
     let receipt =
@@ -123,10 +128,7 @@ async fn a_writer_panic_answers_that_request_with_an_error_and_the_writer_carrie
 async fn without_test_hooks_the_marker_is_an_ordinary_comment() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir, false);
-    store.record_issued(vec![card("k1", "r", &["r"], "info")]);
-    let mut marker = item(0, "k1", "overridden", Some("not-applicable"));
-    marker.user_comment = Some(TEST_HOOK_PANIC.into());
-    assert_eq!(store.store_feedback("leg-cramp-causes".into(), vec![marker], 30).await.unwrap().stored, 1);
+    assert_eq!(feedback_with_marker(&store, "k1").await.unwrap().stored, 1);
 }
 
 #[tokio::test]

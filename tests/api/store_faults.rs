@@ -41,6 +41,28 @@ async fn eventually<T, F: std::future::Future<Output = Option<T>>>(secs: u64, mu
     }
 }
 
+/// Feedback on the visit's magnesium card is refused (503, no 200 without a commit), and
+/// /readyz says the store is unavailable, naming the database's own error.
+async fn assert_store_unavailable(server: &TestServer, visit: &[Value], database: &str) {
+    let (status, body) = send_feedback(server, vec![accepted(card_of(visit, MG).unwrap())]).await;
+    assert_eq!(status, 503, "{body}");
+    assert_outcome(&body, "feedback store");
+    let (status, body) = server.get("/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert_outcome(&body, database);
+}
+
+/// Sends "accepted" on the visit's magnesium card until it is stored (30 s at most); the receipt.
+async fn accepted_once_stored(server: &TestServer, visit: &[Value], why: &str) -> Value {
+    let item = accepted(card_of(visit, MG).unwrap());
+    eventually(30, || async {
+        let (status, body) = send_feedback(server, vec![item.clone()]).await;
+        (status == 200).then_some(body)
+    })
+    .await
+    .unwrap_or_else(|| panic!("{why}"))
+}
+
 #[tokio::test]
 async fn a_full_queue_sheds_card_records_counts_them_exactly_and_never_blocks_a_hook() {
     let dir = tempfile::tempdir().unwrap();
@@ -67,21 +89,11 @@ async fn a_full_queue_sheds_card_records_counts_them_exactly_and_never_blocks_a_
     assert!(slowest < Duration::from_millis(2500), "a hook waited {slowest:?}");
     // Feedback is not shed: it waits for the records ahead of it, and is refused while the
     // database is locked (503, not a hang and not a silent drop).
-    let (status, body) = send_feedback(&server, vec![accepted(card_of(&first, MG).unwrap())]).await;
-    assert_eq!(status, 503, "{body}");
-    assert_outcome(&body, "feedback store");
-    let (status, body) = server.get("/readyz").await;
-    assert_eq!(status, 503, "{body}");
-    assert_outcome(&body, "SQLite");
+    assert_store_unavailable(&server, &first, "SQLite").await;
     lock.execute_batch("ROLLBACK").unwrap();
     drop(lock);
     // The queue kept the oldest records (the first visit's cards), so its feedback is known.
-    let receipt = eventually(20, || async {
-        let (status, body) = send_feedback(&server, vec![accepted(card_of(&first, MG).unwrap())]).await;
-        (status == 200).then_some(body)
-    })
-    .await
-    .expect("feedback stored once the lock is gone");
+    let receipt = accepted_once_stored(&server, &first, "feedback stored once the lock is gone").await;
     assert_eq!(receipt["unknownCards"], 0, "{receipt}");
     assert!(eventually(10, || async { (metric(&server, "cds_store_queue_records").await == 0.0).then_some(()) })
         .await
@@ -176,6 +188,7 @@ impl Drop for Cluster {
 async fn a_postgres_restart_loses_nothing_and_the_store_recovers_by_itself() {
     std::env::var("LEG_CRAMP_CDS_TEST_POSTGRES")
         .expect("LEG_CRAMP_CDS_TEST_POSTGRES is needed for the PostgreSQL tests");
+
     let cluster = Cluster::create();
     let server = TestServer::builder()
         .args(["--database", &cluster.url(), "--patient-key-secret", SECRET, "--now", NOW])
@@ -186,24 +199,16 @@ async fn a_postgres_restart_loses_nothing_and_the_store_recovers_by_itself() {
     cluster.script("stop-test-postgres", &[]);
     let during = cards(&server, "pt-pg-during", false).await;
     let mut visits = 2;
-    let (status, body) = send_feedback(&server, vec![accepted(card_of(&during, MG).unwrap())]).await;
-    assert_eq!(status, 503, "no 200 without a commit: {body}");
-    assert_outcome(&body, "feedback store");
-    let (status, body) = server.get("/readyz").await;
-    assert_eq!(status, 503, "{body}");
-    assert_outcome(&body, "PostgreSQL");
+    assert_store_unavailable(&server, &during, "PostgreSQL").await;
     for i in 0..5 {
         cards(&server, &format!("pt-pg-down-{i}"), false).await;
         visits += 1;
     }
 
     cluster.script("start-test-postgres", &[]);
-    let receipt = eventually(30, || async {
-        let (status, body) = send_feedback(&server, vec![accepted(card_of(&during, MG).unwrap())]).await;
-        (status == 200).then_some(body)
-    })
-    .await
-    .expect("feedback stored after the restart, without restarting the service");
+    let receipt =
+        accepted_once_stored(&server, &during, "feedback stored after the restart, without restarting the service")
+            .await;
     assert_eq!(receipt["unknownCards"], 0, "the card issued during the outage was recorded first: {receipt}");
     cards(&server, "pt-pg-after", false).await;
     visits += 1;
