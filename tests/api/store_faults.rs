@@ -223,3 +223,23 @@ async fn a_postgres_restart_loses_nothing_and_the_store_recovers_by_itself() {
     assert!(eventually(10, || async { (server.get("/readyz").await.0 == 200).then_some(()) }).await.is_some());
     assert!(server.log_text().contains("feedback store available again"));
 }
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: set LEG_CRAMP_CDS_TEST_POSTGRES and run cargo test -- --include-ignored (.ci/run does)"]
+async fn a_service_started_before_postgres_connects_and_migrates_by_itself() {
+    std::env::var("LEG_CRAMP_CDS_TEST_POSTGRES")
+        .expect("LEG_CRAMP_CDS_TEST_POSTGRES is needed for the PostgreSQL tests");
+    let cluster = Cluster::create();
+    cluster.script("stop-test-postgres", &[]);
+    let server = TestServer::builder()
+        .args(["--database", &cluster.url(), "--patient-key-secret", SECRET, "--now", NOW])
+        .start();
+    let early = cards(&server, "pt-pg-early", false).await;
+    assert_store_unavailable(&server, &early, "PostgreSQL").await;
+    cluster.script("start-test-postgres", &[]);
+    let receipt = accepted_once_stored(&server, &early, "the store connects once PostgreSQL is up").await;
+    assert_eq!(receipt["unknownCards"], 0, "the card issued before the database was up was kept: {receipt}");
+    let mg = rule_stats(&analytics(&server, "").await, MG);
+    assert_eq!((mg["issued"].as_u64(), mg["accepted"].as_u64()), (Some(1), Some(1)), "{mg}");
+    assert!(eventually(10, || async { (server.get("/readyz").await.0 == 200).then_some(()) }).await.is_some());
+}
