@@ -211,7 +211,7 @@ impl Queue {
         }
         match s.jobs.pop_front() {
             Some(Job::Feedback(job)) => {
-                s.urgent -= 1;
+                s.urgent = s.urgent.saturating_sub(1);
                 Work::Feedback(job)
             }
             Some(Job::Flush(done)) => Work::Flush(done),
@@ -272,7 +272,7 @@ impl Queue {
             let (feedback, rest): (VecDeque<Job>, VecDeque<Job>) =
                 std::mem::take(&mut s.jobs).into_iter().partition(|j| matches!(j, Job::Feedback(_)));
             s.jobs = rest;
-            s.urgent -= feedback.len();
+            s.urgent = s.urgent.saturating_sub(feedback.len());
             feedback.into_iter().filter_map(|j| if let Job::Feedback(f) = j { Some(f) } else { None }).collect()
         };
         for job in refused {

@@ -152,7 +152,10 @@ struct Cluster {
 }
 
 impl Cluster {
+    /// Needs the PostgreSQL binaries, as the other PostgreSQL tests do (their variable says so).
     fn create() -> Self {
+        std::env::var("LEG_CRAMP_CDS_TEST_POSTGRES")
+            .expect("LEG_CRAMP_CDS_TEST_POSTGRES is needed for the PostgreSQL tests");
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let cluster = Cluster { data: format!("/tmp/lcc-pg-restart-{}", uuid::Uuid::new_v4().simple()), port };
         cluster.script("start-test-postgres", &[]);
@@ -169,8 +172,10 @@ impl Cluster {
         assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
     }
 
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    /// The service, storing feedback in this cluster.
+    fn server(&self) -> TestServer {
+        let url = format!("postgres://postgres@127.0.0.1:{}/postgres", self.port);
+        TestServer::builder().args(["--database", &url, "--patient-key-secret", SECRET, "--now", NOW]).start()
     }
 }
 
@@ -186,13 +191,8 @@ impl Drop for Cluster {
 #[tokio::test]
 #[ignore = "needs PostgreSQL: set LEG_CRAMP_CDS_TEST_POSTGRES and run cargo test -- --include-ignored (.ci/run does)"]
 async fn a_postgres_restart_loses_nothing_and_the_store_recovers_by_itself() {
-    std::env::var("LEG_CRAMP_CDS_TEST_POSTGRES")
-        .expect("LEG_CRAMP_CDS_TEST_POSTGRES is needed for the PostgreSQL tests");
-
     let cluster = Cluster::create();
-    let server = TestServer::builder()
-        .args(["--database", &cluster.url(), "--patient-key-secret", SECRET, "--now", NOW])
-        .start();
+    let server = cluster.server();
     let before = cards(&server, "pt-pg-before", false).await;
     assert_eq!(send_feedback(&server, vec![accepted(card_of(&before, MG).unwrap())]).await.0, 200);
 
@@ -227,13 +227,9 @@ async fn a_postgres_restart_loses_nothing_and_the_store_recovers_by_itself() {
 #[tokio::test]
 #[ignore = "needs PostgreSQL: set LEG_CRAMP_CDS_TEST_POSTGRES and run cargo test -- --include-ignored (.ci/run does)"]
 async fn a_service_started_before_postgres_connects_and_migrates_by_itself() {
-    std::env::var("LEG_CRAMP_CDS_TEST_POSTGRES")
-        .expect("LEG_CRAMP_CDS_TEST_POSTGRES is needed for the PostgreSQL tests");
     let cluster = Cluster::create();
     cluster.script("stop-test-postgres", &[]);
-    let server = TestServer::builder()
-        .args(["--database", &cluster.url(), "--patient-key-secret", SECRET, "--now", NOW])
-        .start();
+    let server = cluster.server();
     let early = cards(&server, "pt-pg-early", false).await;
     assert_store_unavailable(&server, &early, "PostgreSQL").await;
     cluster.script("start-test-postgres", &[]);
