@@ -25,7 +25,6 @@ mod writer;
 
 pub use error::StoreError;
 pub use patient_key::PatientKeyer;
-pub use queries::Suppression;
 pub use supervisor::Outage;
 
 use chrono::{DateTime, Utc};
