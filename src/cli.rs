@@ -161,6 +161,15 @@ pub struct ServeArgs {
     /// Fix the evaluation instant (RFC 3339) instead of the clock: for tests and demos.
     #[arg(long, env = "LEG_CRAMP_CDS_NOW")]
     pub now: Option<chrono::DateTime<chrono::Utc>>,
+    /// Card records that may wait to be written to the feedback store; more are shed and
+    /// counted (cds_store_records_shed_total). Hidden: a tuning and test knob.
+    #[arg(long, hide = true, default_value_t = crate::store::DEFAULT_QUEUE_CAPACITY,
+          value_parser = parse_queue_bound)]
+    pub store_queue: usize,
+    /// Fault-injection hooks for the store tests (see `store::TEST_HOOK_PANIC`). Hidden, no
+    /// environment variable, and refused on a non-loopback address.
+    #[arg(long, hide = true)]
+    pub test_hooks: bool,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -240,6 +249,15 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
         other => return Err(format!("unknown size unit '{other}' (use KiB, MiB or GiB)")),
     };
     n.checked_mul(factor).filter(|&b| b > 0).ok_or_else(|| format!("'{s}' is out of range"))
+}
+
+/// A queue bound: 1 to 10 million records.
+fn parse_queue_bound(s: &str) -> Result<usize, String> {
+    s.trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=10_000_000).contains(n))
+        .ok_or_else(|| format!("'{s}' is not 1 to 10000000"))
 }
 
 /// Parses `3s`, `500ms`, `2m`, or a bare number of seconds.

@@ -1,5 +1,6 @@
 //! Prometheus metrics (`GET /metrics`): requests by service and status, latency, cards by
-//! rule and indicator, suppressed cards, FHIR fallback calls and failures, feedback outcomes.
+//! rule and indicator, suppressed cards, FHIR fallback calls and failures, feedback outcomes,
+//! and the feedback store's queue, shed records, thread restarts and availability.
 //! Labels are bounded sets (service ids, rule ids, statuses): no patient data, no free text.
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -12,6 +13,11 @@ pub const SUPPRESSED: &str = "cds_cards_suppressed_total";
 pub const FHIR_CALLS: &str = "cds_fhir_fallback_requests_total";
 pub const FHIR_FAILURES: &str = "cds_fhir_fallback_failures_total";
 pub const FEEDBACK: &str = "cds_feedback_items_total";
+pub const STORE_SHED: &str = "cds_store_records_shed_total";
+pub const STORE_FAILED: &str = "cds_store_records_failed_total";
+pub const STORE_QUEUE: &str = "cds_store_queue_records";
+pub const STORE_RESTARTS: &str = "cds_store_thread_restarts_total";
+pub const STORE_UP: &str = "cds_store_up";
 
 /// Installs the process-wide recorder once; later calls return the same handle.
 pub fn handle() -> &'static PrometheusHandle {
@@ -33,6 +39,14 @@ pub fn handle() -> &'static PrometheusHandle {
         metrics::describe_counter!(FHIR_CALLS, "Prefetch keys fetched from the EHR's FHIR server");
         metrics::describe_counter!(FHIR_FAILURES, "Prefetch keys that could not be fetched");
         metrics::describe_counter!(FEEDBACK, "Feedback items stored, by outcome");
+        metrics::describe_counter!(STORE_SHED, "Card records not recorded because the store queue was full, by kind");
+        metrics::describe_counter!(
+            STORE_FAILED,
+            "Card records given up for another reason: refused by the database, or in hand when the writer panicked"
+        );
+        metrics::describe_gauge!(STORE_QUEUE, "Card records waiting to be written to the feedback store");
+        metrics::describe_counter!(STORE_RESTARTS, "Feedback store threads restarted after a panic, by thread");
+        metrics::describe_gauge!(STORE_UP, "1 when the feedback store's database answers the writer, 0 when not");
         handle
     })
 }

@@ -42,16 +42,9 @@ pub fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let store = match crate::store::FeedbackStore::open(&args.database, args.patient_key_secret.as_deref(), args.now) {
-        Ok(s) => {
-            tracing::info!(backend = s.backend_name, "feedback store open");
-            Some(Arc::new(s))
-        }
-        Err(e) => {
-            // Degrade, don't die: cards are still served; feedback and analytics answer 503.
-            tracing::error!(error = %e, "FEEDBACK STORE UNAVAILABLE: feedback and analytics will answer 503");
-            None
-        }
+    let store = match open_store(&args) {
+        Ok(store) => store,
+        Err(code) => return code,
     };
     let system = actix_web::rt::System::new();
     let store_for_shutdown = store.clone();
@@ -85,6 +78,35 @@ pub fn run(args: ServeArgs) -> ExitCode {
         Err(e) => {
             eprintln!("leg-cramp-cds: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// The feedback store, or `None` when it cannot be opened (cards are still served; feedback
+/// and analytics answer 503). `Err` refuses to start: test hooks off loopback.
+fn open_store(args: &ServeArgs) -> Result<Option<Arc<crate::store::FeedbackStore>>, ExitCode> {
+    if args.test_hooks {
+        // Fault injection must never be reachable on a real deployment.
+        if !args.listen.ip().is_loopback() {
+            eprintln!("refusing to start: --test-hooks is for the test suite and only allowed on a loopback address");
+            return Err(ExitCode::from(2));
+        }
+        tracing::warn!("TEST HOOKS ARE ON (--test-hooks): feedback can make the store writer panic");
+    }
+    let options = crate::store::StoreOptions {
+        fixed_now: args.now,
+        queue_capacity: args.store_queue,
+        test_hooks: args.test_hooks,
+    };
+    match crate::store::FeedbackStore::open_with(&args.database, args.patient_key_secret.as_deref(), options) {
+        Ok(s) => {
+            tracing::info!(backend = s.backend_name, available = s.outage().is_none(), "feedback store open");
+            Ok(Some(Arc::new(s)))
+        }
+        Err(e) => {
+            // Degrade, don't die: cards are still served; feedback and analytics answer 503.
+            tracing::error!(error = %e, "FEEDBACK STORE UNAVAILABLE: feedback and analytics will answer 503");
+            Ok(None)
         }
     }
 }

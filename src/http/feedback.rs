@@ -86,7 +86,11 @@ pub async fn post_feedback(
         }
         Err(StoreError::Invalid { pointer, message }) => Err(invalid(pointer, message)),
         Err(e) => {
-            tracing::error!(error = %e, service = %id, "feedback not stored");
+            if e.is_transient() {
+                tracing::warn!(error = %e, service = %id, "feedback not stored (store unavailable); the client may retry");
+            } else {
+                tracing::error!(error = %e, service = %id, "feedback not stored");
+            }
             Err(ApiError::Unavailable("the feedback store".into()))
         }
     }

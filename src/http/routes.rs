@@ -6,9 +6,8 @@ use super::AppState;
 use crate::fhir::client::{render_template, FhirClient};
 use crate::fhir::terminology::resolve_medications;
 use crate::fhir::ResourceSet;
-use crate::pipeline::{evaluate_with_suppressions, plan_prefetch, Evaluation, PrefetchPlan};
+use crate::pipeline::{evaluate_with_suppressions, plan_prefetch, PrefetchPlan};
 use crate::protocol::{CdsRequest, CdsResponse, DiscoveryResponse, OperationOutcome};
-use crate::store::{FeedbackStore, IssuedCard, SuppressedCard};
 use actix_web::http::header;
 use actix_web::web::{self, Bytes, BytesMut};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, ResponseError};
@@ -60,16 +59,30 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
 }
 
-#[utoipa::path(get, path = "/readyz", tag = "Operations", summary = "Readiness: rules loaded",
-    responses((status = 200, description = "Counts of services, rules and value sets", body = Object)))]
+#[utoipa::path(get, path = "/readyz", tag = "Operations", summary = "Readiness: rules loaded, feedback store answering",
+    responses((status = 200, description = "Counts of services, rules and value sets", body = Object),
+              (status = 503, description = "The feedback store is unavailable (the reason in the diagnostics); hooks still answer", body = OperationOutcome)))]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let catalog = state.catalog.load();
-    HttpResponse::Ok().json(serde_json::json!({
-        "status": "ready",
-        "services": catalog.services.len(),
-        "rules": catalog.rules.rules.len(),
-        "valueSets": catalog.rules.index.len(),
-    }))
+    let store = match &state.store {
+        None => Err("the feedback store (not open; see the start-up log)".to_string()),
+        Some(store) => match store.outage() {
+            Some(o) => Err(format!("the feedback store (since {}: {})", o.since.to_rfc3339(), o.reason)),
+            None => Ok(store.backend_name),
+        },
+    };
+    match store {
+        Ok(backend) => {
+            let catalog = state.catalog.load();
+            HttpResponse::Ok().json(serde_json::json!({
+                "status": "ready",
+                "services": catalog.services.len(),
+                "rules": catalog.rules.rules.len(),
+                "valueSets": catalog.rules.index.len(),
+                "feedbackStore": backend,
+            }))
+        }
+        Err(what) => ApiError::Unavailable(what).error_response(),
+    }
 }
 
 #[utoipa::path(post, path = "/cds-services/{id}", tag = "CDS Hooks",
@@ -140,7 +153,7 @@ pub async fn call_service(
         metrics::counter!(crate::metrics::SUPPRESSED, "rule" => rule.clone()).increment(1);
     }
     if let (Some(store), Some(key)) = (&state.store, patient_key) {
-        record(store, state.record_cards, &id, &request.hook_instance, &key, now, &evaluation);
+        super::recording::record(store, state.record_cards, &id, &request.hook_instance, &key, now, &evaluation);
     }
     let body = serde_json::to_vec(&evaluation.response)
         .map_err(|e| ApiError::Internal(format!("serialising response: {e}")))?;
@@ -270,48 +283,4 @@ async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -
         return Err(ApiError::PayloadTooLarge { limit });
     }
     Ok(body.freeze())
-}
-
-/// Queues what was issued and what was withheld (off the request path).
-fn record(
-    store: &FeedbackStore,
-    record_cards: bool,
-    service: &str,
-    hook_instance: &str,
-    patient_key: &str,
-    now: chrono::DateTime<chrono::Utc>,
-    evaluation: &Evaluation,
-) {
-    if record_cards {
-        let issued = evaluation
-            .response
-            .cards
-            .iter()
-            .filter_map(|card| {
-                Some(IssuedCard {
-                    card_uuid: card.uuid.clone()?,
-                    suggestion_uuids: card.suggestions.iter().filter_map(|s| s.uuid.clone()).collect(),
-                    service: service.to_string(),
-                    rule: card.source.topic.as_ref()?.code.clone(),
-                    indicator: card.indicator.as_str().to_string(),
-                    hook_instance: hook_instance.to_string(),
-                    patient_key: patient_key.to_string(),
-                    issued_at: now,
-                })
-            })
-            .collect();
-        store.record_issued(issued);
-    }
-    let suppressed = evaluation
-        .suppressed
-        .iter()
-        .map(|rule| SuppressedCard {
-            service: service.to_string(),
-            rule: rule.clone(),
-            patient_key: patient_key.to_string(),
-            hook_instance: hook_instance.to_string(),
-            at: now,
-        })
-        .collect();
-    store.record_suppressed(suppressed);
 }

@@ -2,38 +2,64 @@
 //! suppressions that feedback creates, and the analytics read from them. SQLite by default,
 //! PostgreSQL for several replicas; the same versioned migrations and SQL on both.
 //!
-//! All database work runs on one writer thread fed by a channel, so recording issued cards
-//! never blocks a request and a clean shutdown drains the queue. Feedback waits for its
-//! commit (200 only once durably stored). Active suppressions are mirrored in memory so the
+//! Writes run on one supervised writer thread fed by a bounded queue, so recording issued
+//! cards never blocks a request, and a clean shutdown drains the queue. Feedback waits for
+//! its commit (200 only once durably stored) and is never shed; card records beyond the
+//! bound are shed and counted. Records that fail for a passing reason are retried with
+//! backoff; the connection reopens itself after a database restart. Analytics run on a
+//! reader thread with its own connection. Active suppressions are mirrored in memory so the
 //! request path never touches the database; with PostgreSQL the mirror is refreshed from the
 //! shared store every few seconds, so replicas converge.
 
-mod backend;
+mod error;
 mod migrations;
 mod patient_key;
+mod postgres;
+mod queries;
+mod queue;
+mod reader;
+mod sql;
+mod sqlite;
+mod supervisor;
+mod writer;
 
-pub use backend::StoreError;
+pub use error::StoreError;
 pub use patient_key::PatientKeyer;
+pub use supervisor::Outage;
 
-use backend::Backend;
 use chrono::{DateTime, Utc};
+use queue::{FeedbackJob, Queue, Record};
 use serde::Serialize;
+use sql::Target;
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
 use std::sync::mpsc;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
+use supervisor::Health;
 use tokio::sync::oneshot;
 
 /// The override reason that suppresses a rule's card for a patient.
 pub const ALREADY_ADDRESSED: (&str, &str) = ("urn:leg-cramp-cds:override-reason", "already-addressed");
+
+/// A feedback item whose `userComment` is exactly this panics the writer, when the server
+/// runs with the hidden `--test-hooks` flag (loopback only): the supervision test uses it.
+pub const TEST_HOOK_PANIC: &str = "leg-cramp-cds test hook: panic the store writer";
+
+/// Default bound of the card-record queue (records waiting to be written; a few hundred
+/// bytes each): minutes of a busy service's cards while the database is away.
+pub const DEFAULT_QUEUE_CAPACITY: usize = 100_000;
 
 #[derive(Debug, Clone)]
 pub struct IssuedCard {
     pub card_uuid: String,
     pub suggestion_uuids: Vec<String>,
     pub service: String,
-    pub rule: String,
+    /// The card's `source.topic.code` (`medication-review` for a merged card).
+    pub topic: String,
+    /// The rules the card stands for: its topic for an ordinary card, each rule listed in
+    /// `extension["org.leg-cramp-cds.rules"]` for a merged one. Feedback on the card counts
+    /// for each, and "already addressed" withholds each.
+    pub rules: Vec<String>,
     pub indicator: String,
     pub hook_instance: String,
     pub patient_key: String,
@@ -109,23 +135,6 @@ pub struct ReasonCount {
     pub count: u64,
 }
 
-enum Command {
-    RecordIssued(Vec<IssuedCard>),
-    RecordSuppressed(Vec<SuppressedCard>),
-    StoreFeedback {
-        service: String,
-        rows: Vec<FeedbackRow>,
-        suppress_days: i64,
-        reply: oneshot::Sender<Result<FeedbackReceipt, StoreError>>,
-    },
-    Analytics {
-        since: Option<DateTime<Utc>>,
-        reply: oneshot::Sender<Result<Vec<RuleAnalytics>, StoreError>>,
-    },
-    Refresh,
-    Flush(std::sync::mpsc::Sender<()>),
-}
-
 /// patient key → rule → suppressed until. Keyed by patient first: a request looks up one
 /// patient, whatever the number of suppressions stored.
 type SuppressionMap = HashMap<String, HashMap<String, DateTime<Utc>>>;
@@ -138,10 +147,64 @@ fn suppress(map: &mut SuppressionMap, patient: &str, rule: &str, until: DateTime
     }
 }
 
-/// Handle to the store; cheap to share.
+/// Folds a fresh read of the shared store into the mirror and drops what has expired.
+/// Suppressions are only ever created or extended, so merging (not replacing) never loses
+/// one the writer added while the read was under way.
+fn merge_suppressions(map: &mut SuppressionMap, fresh: SuppressionMap, now: DateTime<Utc>) {
+    for (patient, rules) in fresh {
+        for (rule, until) in rules {
+            suppress(map, &patient, &rule, until);
+        }
+    }
+    map.retain(|_, rules| {
+        rules.retain(|_, until| *until > now);
+        !rules.is_empty()
+    });
+}
+
+/// The evaluation clock: `--now` when fixed (tests, demos), the system clock otherwise.
+#[derive(Debug, Clone, Copy)]
+struct Clock(Option<DateTime<Utc>>);
+
+impl Clock {
+    fn now(&self) -> DateTime<Utc> {
+        self.0.unwrap_or_else(Utc::now)
+    }
+}
+
+/// How the store runs, beyond where it is.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Replaces the clock (the server's `--now`).
+    pub fixed_now: Option<DateTime<Utc>>,
+    /// Card records that may wait to be written; more are shed and counted.
+    pub queue_capacity: usize,
+    /// Honour [`TEST_HOOK_PANIC`]. Only the hidden, loopback-only `--test-hooks` sets it.
+    pub test_hooks: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self { fixed_now: None, queue_capacity: DEFAULT_QUEUE_CAPACITY, test_hooks: false }
+    }
+}
+
+/// Longest a feedback request waits for its commit before answering 503 (it is then not
+/// stored: the writer skips a request whose caller has gone).
+const FEEDBACK_DEADLINE: Duration = Duration::from_secs(10);
+const ANALYTICS_DEADLINE: Duration = Duration::from_secs(30);
+/// Analytics queries that may wait for the reader; more answer 503 at once.
+const ANALYTICS_QUEUE: usize = 8;
+/// How often replicas sharing PostgreSQL reload each other's suppressions.
+const REFRESH_EVERY: Duration = Duration::from_secs(5);
+
+/// Handle to the store; cheap to share. Dropping it closes the queue (the writer finishes
+/// what is queued and stops).
 pub struct FeedbackStore {
-    tx: mpsc::Sender<Command>,
+    queue: Arc<Queue>,
+    analytics: mpsc::SyncSender<reader::AnalyticsJob>,
     suppressions: Arc<RwLock<SuppressionMap>>,
+    health: Arc<Health>,
     pub keyer: PatientKeyer,
     pub backend_name: &'static str,
 }
@@ -150,49 +213,56 @@ impl FeedbackStore {
     /// Opens (and migrates) the store: a `postgres://` URL, or a SQLite file path.
     /// `fixed_now` replaces the clock (the server's `--now`, for tests and demos).
     pub fn open(database: &str, secret: Option<&str>, fixed_now: Option<DateTime<Utc>>) -> Result<Self, StoreError> {
-        let clock = move || fixed_now.unwrap_or_else(Utc::now);
-        let (backend, keyer): (Box<dyn Backend>, PatientKeyer) = if database.starts_with("postgres://")
-            || database.starts_with("postgresql://")
-        {
-            let secret = secret.ok_or_else(|| {
-                    StoreError::Config(
-                        "with PostgreSQL, --patient-key-secret is required (every replica must derive the same pseudonymous patient keys)".into(),
-                    )
-                })?;
-            (Box::new(backend::Postgres::connect(database)?), PatientKeyer::new(secret.as_bytes()))
-        } else {
-            let path = Path::new(database);
-            let keyer = match secret {
-                Some(s) => PatientKeyer::new(s.as_bytes()),
-                None => PatientKeyer::load_or_create(&path.with_extension("sqlite.key").with_file_name(format!(
-                    "{}.key",
-                    path.file_name().and_then(|n| n.to_str()).unwrap_or("leg-cramp-cds.sqlite")
-                )))?,
-            };
-            (Box::new(backend::Sqlite::open(path)?), keyer)
+        Self::open_with(database, secret, StoreOptions { fixed_now, ..StoreOptions::default() })
+    }
+
+    /// As [`open`](Self::open), with the queue bound and test hooks. A configuration error
+    /// (bad path or URL, missing secret, refused credentials, failed migration) fails; an
+    /// unreachable PostgreSQL does not: the store starts unavailable and the writer keeps
+    /// connecting with backoff.
+    pub fn open_with(database: &str, secret: Option<&str>, options: StoreOptions) -> Result<Self, StoreError> {
+        let target = Target::parse(database)?;
+        let keyer = keyer_for(&target, secret)?;
+        let clock = Clock(options.fixed_now);
+        let health = Arc::new(Health::default());
+        let (first, mirror) = match connect_and_load(&target, clock) {
+            Ok((conn, map)) => (Some(conn), map),
+            Err(e) if e.is_transient() && matches!(target, Target::Postgres(_)) => {
+                health.down(&e);
+                (None, SuppressionMap::new())
+            }
+            Err(e) => return Err(e),
         };
-        let backend_name = backend.name();
-        let mut backend = backend;
-        backend.migrate()?;
-        let suppressions = Arc::new(RwLock::new(backend.active_suppressions(clock())?));
-        let (tx, rx) = mpsc::channel();
-        let mirror = suppressions.clone();
-        std::thread::Builder::new()
-            .name("feedback-store".into())
-            .spawn(move || writer_loop(backend, rx, mirror, clock))
-            .map_err(|e| StoreError::Config(e.to_string()))?;
-        if backend_name == "postgres" {
-            let tx = tx.clone();
-            std::thread::Builder::new()
-                .name("suppression-refresh".into())
-                .spawn(move || {
-                    while tx.send(Command::Refresh).is_ok() {
-                        std::thread::sleep(Duration::from_secs(5));
-                    }
-                })
-                .map_err(|e| StoreError::Config(e.to_string()))?;
+        if first.is_some() {
+            health.up();
         }
-        Ok(Self { tx, suppressions, keyer, backend_name })
+        let backend_name = target.name();
+        let suppressions = Arc::new(RwLock::new(mirror));
+        let queue = Arc::new(Queue::new(options.queue_capacity));
+        let refresh = matches!(target, Target::Postgres(_)).then_some(REFRESH_EVERY);
+        let (analytics, jobs) = mpsc::sync_channel(ANALYTICS_QUEUE);
+        reader::spawn(
+            reader::Shared {
+                target: target.clone(),
+                queue: queue.clone(),
+                mirror: suppressions.clone(),
+                clock,
+                refresh,
+            },
+            jobs,
+        )?;
+        writer::spawn(
+            writer::Shared {
+                queue: queue.clone(),
+                target,
+                mirror: suppressions.clone(),
+                health: health.clone(),
+                clock,
+                test_hooks: options.test_hooks,
+            },
+            first,
+        )?;
+        Ok(Self { queue, analytics, suppressions, health, keyer, backend_name })
     }
 
     /// Rules suppressed for this patient at `now` (info/warning cards of these rules are
@@ -204,20 +274,20 @@ impl FeedbackStore {
             .unwrap_or_default()
     }
 
-    /// Queues issued cards for recording (off the request path).
+    /// Queues issued cards for recording (off the request path); never blocks. Beyond the
+    /// queue bound they are shed and counted (`cds_store_records_shed_total`).
     pub fn record_issued(&self, cards: Vec<IssuedCard>) {
-        if !cards.is_empty() && self.tx.send(Command::RecordIssued(cards)).is_err() {
-            tracing::error!("feedback store is closed; issued cards not recorded");
-        }
+        self.queue.push_records(cards.into_iter().map(Record::Issued));
     }
 
     pub fn record_suppressed(&self, cards: Vec<SuppressedCard>) {
-        if !cards.is_empty() && self.tx.send(Command::RecordSuppressed(cards)).is_err() {
-            tracing::error!("feedback store is closed; suppressed cards not recorded");
-        }
+        self.queue.push_records(
+            cards.into_iter().map(|card| Record::Suppressed { id: uuid::Uuid::now_v7().to_string(), card }),
+        );
     }
 
-    /// Stores one request's feedback atomically; resolves once committed.
+    /// Stores one request's feedback atomically; resolves once committed. While the
+    /// database is down this fails at once with a transient error (the EHR sends it again).
     pub async fn store_feedback(
         &self,
         service: String,
@@ -225,109 +295,72 @@ impl FeedbackStore {
         suppress_days: i64,
     ) -> Result<FeedbackReceipt, StoreError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Command::StoreFeedback { service, rows, suppress_days, reply }).map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        self.queue.push_feedback(FeedbackJob { service, rows, suppress_days, reply })?;
+        answer(rx, FEEDBACK_DEADLINE).await
     }
 
+    /// Per-rule analytics, read on the reader's own connection once the cards issued before
+    /// this call are written (waiting at most a couple of seconds for the writer).
     pub async fn analytics(&self, since: Option<DateTime<Utc>>) -> Result<Vec<RuleAnalytics>, StoreError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Command::Analytics { since, reply }).map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        let mark = self.queue.mark();
+        self.analytics.try_send(reader::AnalyticsJob { since, mark, reply }).map_err(|e| match e {
+            mpsc::TrySendError::Full(_) => StoreError::Busy,
+            mpsc::TrySendError::Disconnected(_) => StoreError::Closed,
+        })?;
+        answer(rx, ANALYTICS_DEADLINE).await
     }
 
-    /// Blocks until everything queued so far is written.
+    /// `Some` while the database does not answer the writer: since when, and why.
+    pub fn outage(&self) -> Option<Outage> {
+        self.health.outage()
+    }
+
+    /// Blocks until everything queued so far is written (or 30 s have passed).
     pub fn flush(&self) {
         let (tx, rx) = std::sync::mpsc::channel();
-        if self.tx.send(Command::Flush(tx)).is_ok() {
+        if self.queue.push_flush(tx).is_ok() {
             let _ = rx.recv_timeout(Duration::from_secs(30));
         }
     }
 }
 
-fn writer_loop(
-    mut backend: Box<dyn Backend>,
-    rx: mpsc::Receiver<Command>,
-    mirror: Arc<RwLock<SuppressionMap>>,
-    clock: impl Fn() -> DateTime<Utc>,
-) {
-    while let Ok(first) = rx.recv() {
-        // Batch whatever else is already queued, and for card records linger briefly so a
-        // busy service writes one transaction per 10 ms, not one per request.
-        if matches!(first, Command::RecordIssued(_) | Command::RecordSuppressed(_)) {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let mut batch = vec![first];
-        while batch.len() < 4096 {
-            match rx.try_recv() {
-                Ok(c) => batch.push(c),
-                Err(_) => break,
-            }
-        }
-        let mut issued = Vec::new();
-        let mut suppressed = Vec::new();
-        let flush_records =
-            |backend: &mut Box<dyn Backend>, issued: &mut Vec<IssuedCard>, suppressed: &mut Vec<SuppressedCard>| {
-                if issued.is_empty() && suppressed.is_empty() {
-                    return;
-                }
-                if let Err(e) = backend.record(issued, suppressed) {
-                    tracing::error!(error = %e, cards = issued.len(), "recording issued cards failed");
-                }
-                issued.clear();
-                suppressed.clear();
-            };
-        for command in batch {
-            match command {
-                Command::RecordIssued(c) => issued.extend(c),
-                Command::RecordSuppressed(c) => suppressed.extend(c),
-                other => {
-                    // Keep order: records queued before this command are written first.
-                    flush_records(&mut backend, &mut issued, &mut suppressed);
-                    match other {
-                        Command::StoreFeedback { service, rows, suppress_days, reply } => {
-                            let result = backend.store_feedback(&service, &rows, suppress_days, clock());
-                            if let Ok((_, new)) = &result {
-                                let mut map = mirror.write().unwrap_or_else(|e| e.into_inner());
-                                for (patient, rule, until) in new {
-                                    suppress(&mut map, patient, rule, *until);
-                                }
-                            }
-                            let _ = reply.send(result.map(|(receipt, _)| receipt));
-                        }
-                        Command::Analytics { since, reply } => {
-                            let _ = reply.send(backend.analytics(since));
-                        }
-                        Command::Refresh => match backend.active_suppressions(clock()) {
-                            Ok(fresh) => *mirror.write().unwrap_or_else(|e| e.into_inner()) = fresh,
-                            Err(e) => tracing::warn!(error = %e, "suppression refresh failed; keeping the last copy"),
-                        },
-                        Command::Flush(done) => {
-                            let _ = done.send(());
-                        }
-                        Command::RecordIssued(_) | Command::RecordSuppressed(_) => unreachable!("handled above"),
-                    }
-                }
-            }
-        }
-        flush_records(&mut backend, &mut issued, &mut suppressed);
+impl Drop for FeedbackStore {
+    fn drop(&mut self) {
+        self.queue.close();
     }
+}
+
+/// Waits for a store thread's answer: a dropped reply means the thread panicked on it.
+async fn answer<T>(rx: oneshot::Receiver<Result<T, StoreError>>, deadline: Duration) -> Result<T, StoreError> {
+    match tokio::time::timeout(deadline, rx).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(_)) => Err(StoreError::Interrupted),
+        Err(_) => Err(StoreError::Timeout(deadline)),
+    }
+}
+
+/// The pseudonymous-key secret: given, or (SQLite only) generated once beside the file.
+fn keyer_for(target: &Target, secret: Option<&str>) -> Result<PatientKeyer, StoreError> {
+    match (secret, target) {
+        (Some(s), _) => Ok(PatientKeyer::new(s.as_bytes())),
+        (None, Target::Postgres(_)) => Err(StoreError::Config(
+            "with PostgreSQL, --patient-key-secret is required (every replica must derive the same pseudonymous patient keys)".into(),
+        )),
+        (None, Target::Sqlite(path)) => {
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("leg-cramp-cds.sqlite");
+            PatientKeyer::load_or_create(&path.with_file_name(format!("{name}.key")))
+        }
+    }
+}
+
+/// The start-up connection: opened, migrated, and the active suppressions read.
+fn connect_and_load(target: &Target, clock: Clock) -> Result<(Box<dyn sql::Backend>, SuppressionMap), StoreError> {
+    let mut conn = target.connect()?;
+    conn.migrate()?;
+    let map = queries::active_suppressions(conn.as_mut(), clock.now())?;
+    Ok((conn, map))
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_suppression_keeps_its_later_end_and_is_looked_up_per_patient() {
-        let t = |s: &str| -> DateTime<Utc> { s.parse().unwrap() };
-        let mut map = SuppressionMap::new();
-        suppress(&mut map, "p1", "rule-a", t("2026-07-15T00:00:00Z"));
-        suppress(&mut map, "p1", "rule-a", t("2026-07-01T00:00:00Z"));
-        assert_eq!(map["p1"]["rule-a"], t("2026-07-15T00:00:00Z"), "an earlier end never shortens it");
-        suppress(&mut map, "p1", "rule-a", t("2026-08-01T00:00:00Z"));
-        assert_eq!(map["p1"]["rule-a"], t("2026-08-01T00:00:00Z"));
-        suppress(&mut map, "p2", "rule-b", t("2026-08-01T00:00:00Z"));
-        assert_eq!(map.len(), 2);
-        assert!(!map["p1"].contains_key("rule-b"));
-    }
-}
+mod tests;

@@ -35,7 +35,8 @@ impl PatientKeyer {
         secret[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
         secret[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
         let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
-        write_private(path, hex.as_bytes()).map_err(|e| StoreError::Config(format!("{}: {e}", path.display())))?;
+        write_private(path, hex.as_bytes())
+            .map_err(|source| StoreError::KeyFile { path: path.display().to_string(), source })?;
         Ok(Self::new(hex.as_bytes()))
     }
 

@@ -3,8 +3,8 @@
 use crate::helpers::*;
 use serde_json::{json, Value};
 
-const NOW: &str = "2026-06-15T12:00:00Z";
-const SECRET: &str = "test-patient-key-secret-0123456789abcdef";
+pub(crate) const NOW: &str = "2026-06-15T12:00:00Z";
+pub(crate) const SECRET: &str = "test-patient-key-secret-0123456789abcdef";
 
 #[derive(Clone, Copy, Debug)]
 enum Backend {
@@ -88,7 +88,7 @@ fn condition(code: &str) -> Value {
 
 /// A patient with cramps, cirrhosis and low magnesium: a warning card with lab suggestions,
 /// plus the cirrhosis info card. With `critical`, also a critical potassium.
-fn visit(patient_id: &str, critical: bool) -> Value {
+pub(crate) fn visit(patient_id: &str, critical: bool) -> Value {
     let mut labs = vec![json!({"resourceType": "Observation", "id": "mg", "status": "final",
         "code": {"coding": [{"system": "http://loinc.org", "code": "19123-9"}]}, "effectiveDateTime": "2026-06-10",
         "valueQuantity": {"value": 1.5, "unit": "mg/dL"}})];
@@ -110,37 +110,37 @@ fn visit(patient_id: &str, critical: bool) -> Value {
     })
 }
 
-async fn cards(server: &TestServer, patient_id: &str, critical: bool) -> Vec<Value> {
+pub(crate) async fn cards(server: &TestServer, patient_id: &str, critical: bool) -> Vec<Value> {
     let (status, body) = server.post_json("/cds-services/leg-cramp-causes", &visit(patient_id, critical)).await;
     assert_eq!(status, 200, "{body}");
     body["cards"].as_array().unwrap().clone()
 }
 
-fn card_of<'a>(cards: &'a [Value], rule: &str) -> Option<&'a Value> {
+pub(crate) fn card_of<'a>(cards: &'a [Value], rule: &str) -> Option<&'a Value> {
     cards.iter().find(|c| c["source"]["topic"]["code"] == rule)
 }
 
-fn accepted(card: &Value) -> Value {
+pub(crate) fn accepted(card: &Value) -> Value {
     json!({"card": card["uuid"], "outcome": "accepted", "outcomeTimestamp": NOW,
         "acceptedSuggestions": [{"id": card["suggestions"][0]["uuid"]}]})
 }
 
-fn overridden(card: &Value, code: &str) -> Value {
+pub(crate) fn overridden(card: &Value, code: &str) -> Value {
     json!({"card": card["uuid"], "outcome": "overridden", "outcomeTimestamp": NOW,
         "overrideReason": {"reason": {"system": "urn:leg-cramp-cds:override-reason", "code": code, "display": code}, "userComment": "seen in clinic"}})
 }
 
-async fn send_feedback(server: &TestServer, items: Vec<Value>) -> (u16, Value) {
+pub(crate) async fn send_feedback(server: &TestServer, items: Vec<Value>) -> (u16, Value) {
     server.post_json("/cds-services/leg-cramp-causes/feedback", &json!({"feedback": items})).await
 }
 
-async fn analytics(server: &TestServer, query: &str) -> Value {
+pub(crate) async fn analytics(server: &TestServer, query: &str) -> Value {
     let (status, body) = server.get(&format!("/analytics/rules{query}")).await;
     assert_eq!(status, 200, "{body}");
     body
 }
 
-fn rule_stats(body: &Value, rule: &str) -> Value {
+pub(crate) fn rule_stats(body: &Value, rule: &str) -> Value {
     body["rules"]
         .as_array()
         .unwrap()
@@ -150,9 +150,9 @@ fn rule_stats(body: &Value, rule: &str) -> Value {
         .unwrap_or_else(|| panic!("{rule} missing"))
 }
 
-const MG: &str = "electrolyte-hypomagnesemia";
+pub(crate) const MG: &str = "electrolyte-hypomagnesemia";
 /// An info card shown beside the magnesium warning (the self-care baseline yields to warnings).
-const INFO: &str = "renal-hepatic-cirrhosis";
+pub(crate) const INFO: &str = "renal-hepatic-cirrhosis";
 
 async fn feedback_is_stored_idempotent_and_visible(backend: Backend) {
     let db = Database::new(backend);

@@ -18,6 +18,7 @@ mod rules;
 mod samples;
 mod service_call;
 mod spec_examples;
+mod store_faults;
 mod synthetic_records;
 mod terminology;
 mod tolerant_reading;
