@@ -141,3 +141,71 @@ proptest! {
         }
     }
 }
+
+fn medication(id: &str, text: &str) -> Value {
+    json!({"resourceType": "MedicationRequest", "id": id, "status": "active", "intent": "order",
+        "medicationCodeableConcept": {"text": text}, "subject": {"reference": "Patient/p1"}, "authoredOn": "2025-01-01"})
+}
+
+fn on_three_drugs() -> Value {
+    let mut request = patient_view(vec![cramp()]);
+    let meds = [
+        medication("hctz", "Hydrochlorothiazide 25 MG Oral Tablet"),
+        medication("atorva", "Lipitor 20 MG Oral Tablet"),
+        medication("advair", "Advair Diskus 250/50"),
+    ];
+    request["prefetch"]["medicationRequests"] = json!({"resourceType": "Bundle", "type": "searchset", "entry": meds.iter().map(|r| json!({"resource": r})).collect::<Vec<_>>()});
+    request["prefetch"]["labs"] = Value::Null;
+    request["prefetch"]["conditions"] =
+        json!({"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": cramp()}]});
+    request
+}
+
+#[tokio::test]
+async fn several_drugs_make_one_medication_review_and_feedback_on_it_counts_for_each_rule() {
+    let server = TestServer::builder().args(["--now", NOW]).start();
+    let (status, response) = server.post_json("/cds-services/leg-cramp-causes", &on_three_drugs()).await;
+    assert_eq!(status, 200, "{response}");
+    assert_valid_response(&response);
+    let cards = response["cards"].as_array().unwrap();
+    let topics: Vec<&str> = cards.iter().map(|c| c["source"]["topic"]["code"].as_str().unwrap()).collect();
+    assert!(!topics.iter().any(|t| t.starts_with("medication-") && *t != "medication-review"), "{topics:?}");
+    let review = cards.iter().find(|c| c["source"]["topic"]["code"] == "medication-review").expect("merged card");
+    let summary = review["summary"].as_str().unwrap();
+    for drug in ["hydrochlorothiazide", "atorvastatin", "salmeterol"] {
+        assert!(summary.contains(drug), "{summary}");
+    }
+    assert!(summary.starts_with("3 of her medicines"), "{summary}");
+    let rules: Vec<&str> = review["extension"]["org.leg-cramp-cds.rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert_eq!(rules.len(), 3, "{rules:?}");
+    for r in ["medication-diuretic", "medication-statin", "medication-laba"] {
+        assert!(rules.contains(&r), "{rules:?}");
+    }
+    // Each source once: as a link, never again in the detail.
+    let links: Vec<&str> = review["links"].as_array().unwrap().iter().map(|l| l["url"].as_str().unwrap()).collect();
+    let mut unique = links.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), links.len(), "{links:?}");
+
+    let fb = json!({"feedback": [{"card": review["uuid"], "outcome": "overridden", "outcomeTimestamp": NOW,
+        "overrideReason": {"reason": {"system": "urn:leg-cramp-cds:override-reason", "code": "already-addressed", "display": "Already addressed"}}}]});
+    let (status, body) = server.post_json("/cds-services/leg-cramp-causes/feedback", &fb).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, analytics) = server.get("/analytics/rules").await;
+    for r in &rules {
+        let row = analytics["rules"].as_array().unwrap().iter().find(|x| x["rule"] == *r).unwrap();
+        assert_eq!(row["overridden"], 1, "{r}: {row}");
+        assert_eq!(row["issued"], 1, "{r}: {row}");
+    }
+    // "Already addressed" snoozes each rule it stood for: the next visit shows none of them.
+    let (_, again) = server.post_json("/cds-services/leg-cramp-causes", &on_three_drugs()).await;
+    let topics: Vec<&str> =
+        again["cards"].as_array().unwrap().iter().map(|c| c["source"]["topic"]["code"].as_str().unwrap()).collect();
+    assert!(!topics.iter().any(|t| t.starts_with("medication-")), "{topics:?}");
+}

@@ -101,9 +101,10 @@ async fn metrics_expose_the_series_after_a_sample_run() {
     leg_cramp_cds::samples::resolve(&mut request, chrono::Utc::now());
     let (status, body) = server.post_json("/cds-services/leg-cramp-causes", &request).await;
     assert_eq!(status, 200);
-    let card = body["cards"].as_array().unwrap().iter().find(|c| c["suggestions"][0]["uuid"].is_string()).unwrap();
-    let fb = json!({"feedback": [{"card": card["uuid"], "outcome": "accepted", "outcomeTimestamp": "2026-06-15T12:00:00Z",
-        "acceptedSuggestions": [{"id": card["suggestions"][0]["uuid"]}]}]});
+    // The sample's labs are recent, so its cards state them instead of offering orders.
+    let card = &body["cards"][0];
+    let fb = json!({"feedback": [{"card": card["uuid"], "outcome": "overridden", "outcomeTimestamp": "2026-06-15T12:00:00Z",
+        "overrideReason": {"reason": {"system": "urn:leg-cramp-cds:override-reason", "code": "not-applicable", "display": "Does not apply to this patient"}}}]});
     assert_eq!(server.post_json("/cds-services/leg-cramp-causes/feedback", &fb).await.0, 200);
     // A FHIR fallback that fails (nothing listens on that port).
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -117,10 +118,10 @@ async fn metrics_expose_the_series_after_a_sample_run() {
         r#"cds_requests_total{service="leg-cramp-causes/feedback",status="200"} 1"#,
         r#"cds_request_duration_seconds_bucket{service="leg-cramp-causes",le="0.05"}"#,
         r#"cds_cards_total{rule="electrolyte-hypokalemia",indicator="warning"} 1"#,
-        r#"cds_cards_total{rule="lifestyle-self-care-baseline",indicator="info"} 1"#,
+        r#"cds_cards_total{rule="electrolyte-hypomagnesemia",indicator="warning"} 1"#,
         "cds_fhir_fallback_requests_total 7",
         "cds_fhir_fallback_failures_total 7",
-        r#"cds_feedback_items_total{outcome="accepted"} 1"#,
+        r#"cds_feedback_items_total{outcome="overridden"} 1"#,
     ] {
         assert!(text.contains(needle), "{needle} not in:\n{text}");
     }
