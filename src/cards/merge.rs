@@ -44,14 +44,19 @@ pub fn card(
     let mut links: Vec<Link> = Vec::new();
     let mut resources = Vec::new();
     let mut rule_ids = Vec::new();
-    for f in members {
+    // Evidence the members share (the cramp itself) is said once, before the drugs.
+    let member_lines: Vec<Vec<String>> =
+        members.iter().map(|f| f.evidence.iter().flat_map(|e| evidence::lines(book, facts, e)).collect()).collect();
+    let shared: Vec<&String> = member_lines[0].iter().filter(|l| member_lines.iter().all(|m| m.contains(l))).collect();
+    for line in &shared {
+        let _ = writeln!(md, "- {line}");
+    }
+    for (f, lines) in members.iter().zip(&member_lines) {
         let rule = &book.rules[f.rule];
         rule_ids.push(rule.id.clone());
         let _ = writeln!(md, "- **{}**", rule.title);
-        for e in &f.evidence {
-            for line in evidence::lines(book, facts, e) {
-                let _ = writeln!(md, "  - {line}");
-            }
+        for line in lines.iter().filter(|l| !shared.contains(l)) {
+            let _ = writeln!(md, "  - {line}");
         }
         for r in evidence::references(facts, &f.evidence) {
             if !resources.contains(&r) {
@@ -79,7 +84,7 @@ pub fn card(
         }
     }
     let (suggestions, order_lines) =
-        orders::render(&book.policy.lab_orders, &order_decisions, facts, patient_id, offered);
+        orders::render(&book.index, &book.policy.lab_orders, &order_decisions, facts, patient_id, offered);
     let _ = writeln!(md, "\n**What to do**\n\n{}", merged.detail.trim());
     for f in members {
         let rule = &book.rules[f.rule];

@@ -68,7 +68,7 @@ fn build_card(
         .or_else(|| rule.card.summary_fallback.clone())
         .unwrap_or_else(|| shorten(&rule.title, 139));
     let (lab_suggestions, order_lines) =
-        orders::render(&book.policy.lab_orders, &finding.orders, facts, patient_id, offered);
+        orders::render(&book.index, &book.policy.lab_orders, &finding.orders, facts, patient_id, offered);
     let mut suggestions = draft_order_suggestions(rule, facts, finding);
     let only_deletes = !suggestions.is_empty() && lab_suggestions.is_empty();
     suggestions.extend(lab_suggestions);

@@ -7,12 +7,14 @@ use crate::facts::PatientFacts;
 use crate::protocol::response::{Action, ActionType, Suggestion};
 use crate::rules::lab_orders::{LabOrderSpec, OrderDecision};
 use crate::rules::placeholder::shorten;
+use crate::rules::valueset::ValueSetIndex;
 use serde_json::{json, Value};
 use std::collections::HashSet;
 
 /// Suggestions and "What to do" lines for a card's orders. `offered` holds the codes already
 /// offered by higher-ranked cards of the same response and is updated.
 pub fn render(
+    index: &ValueSetIndex,
     specs: &[LabOrderSpec],
     decisions: &[(usize, OrderDecision)],
     facts: &PatientFacts,
@@ -29,10 +31,7 @@ pub fn render(
             }
             OrderDecision::Offer => {
                 offered.insert(spec.code.clone());
-                lines.push(format!(
-                    "Order {} (LOINC {}): no usable result in the last {} days",
-                    spec.display, spec.code, spec.within_days
-                ));
+                lines.push(format!("Order {}: no usable result in the last {} days", spec.label, spec.within_days));
                 suggestions.push(suggestion(spec, patient_id));
             }
             OrderDecision::HaveResults(results) => {
@@ -40,7 +39,14 @@ pub fn render(
                     .iter()
                     .map(|&i| {
                         let o = &facts.observations[i];
-                        format!("{} {} on {}", o.label, o.shown_value(), date(o.effective))
+                        // The analyte's short name ("magnesium"), not the lab's long display.
+                        let name = spec
+                            .results
+                            .iter()
+                            .find(|vs| o.sets.contains(vs))
+                            .and_then(|&vs| index.get(vs).label.as_deref())
+                            .unwrap_or(&o.label);
+                        format!("{name} {} on {}", o.shown_value(), date(o.effective))
                     })
                     .collect();
                 lines.push(format!("{}: recent result, no new order needed ({})", spec.label, known.join("; ")));

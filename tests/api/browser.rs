@@ -134,7 +134,8 @@ async fn the_page_shows_the_api_cards_and_sends_feedback() {
     }
 
     // Feedback from the page: accept a suggestion on one card, dismiss another with a reason.
-    browser.goto(&server.url("/?sample=electrolytes")).await;
+    // (The electrolytes sample's labs are recent, so its cards state them and offer no order.)
+    browser.goto(&server.url("/?sample=neuropathy-diabetes")).await;
     browser.wait_for("return document.body.getAttribute('data-ready') === 'true'").await;
     let accepted_rule = browser.script("return document.querySelector('article.card').dataset.rule").await;
     browser.click("article.card button.suggestion").await;
@@ -144,7 +145,7 @@ async fn the_page_shows_the_api_cards_and_sends_feedback() {
     let dismissed_rule = browser.script("return document.querySelectorAll('article.card')[1].dataset.rule").await;
     browser.click("article.card:nth-of-type(2) button.dismiss").await;
     browser.wait_for("return document.querySelectorAll('article.card')[1].querySelector('.feedback-status').dataset.state === 'overridden'").await;
-    browser.screenshot("electrolytes-after-feedback").await;
+    browser.screenshot("neuropathy-diabetes-after-feedback").await;
 
     let (_, analytics) = server.get("/analytics/rules").await;
     let stat =
