@@ -152,7 +152,13 @@ pub struct ServeArgs {
     /// Days an "already addressed" override suppresses that rule's info/warning card for the patient.
     #[arg(long, env = "LEG_CRAMP_CDS_SUPPRESS_DAYS", default_value_t = 30)]
     pub suppress_days: i64,
-    /// Directory of sample requests offered by the demo page at `/`.
+    /// Run as a demo: serve the demo page at `/` and the sample requests at `/samples`, and move
+    /// the relative dates of a posted sample (extension "org.leg-cramp-cds.sample") to now.
+    /// Never in production: without it those pages are 404 and a request is evaluated with its
+    /// dates exactly as sent, whatever extension it carries.
+    #[arg(long, env = "LEG_CRAMP_CDS_DEMO")]
+    pub demo: bool,
+    /// Directory of sample requests offered by the demo page at `/` (with --demo).
     #[arg(long, env = "LEG_CRAMP_CDS_SAMPLES", default_value = "samples")]
     pub samples: PathBuf,
     /// Do not record issued cards (feedback is still stored, flagged as for unknown cards).

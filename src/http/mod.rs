@@ -42,6 +42,8 @@ pub struct AppState {
     pub store: Option<Arc<FeedbackStore>>,
     pub record_cards: bool,
     pub samples_dir: std::path::PathBuf,
+    /// `--demo`: the demo page, `/samples`, and sample date-shifting are on.
+    pub demo: bool,
     pub suppress_days: i64,
     /// Evaluation instant fixed by `--now` (tests, demos); the clock otherwise.
     pub fixed_now: Option<chrono::DateTime<chrono::Utc>>,
@@ -117,6 +119,7 @@ impl Application {
             store,
             record_cards: !args.no_recording,
             samples_dir: args.samples.clone(),
+            demo: args.demo,
             suppress_days: args.suppress_days,
             fixed_now: args.now,
         });
@@ -129,12 +132,13 @@ impl Application {
         };
         crate::metrics::handle();
         let app_state = state.clone();
+        let demo = args.demo;
         let mut http = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
                 .wrap(cors_middleware(&cors))
                 .wrap(from_fn(middleware::observe))
-                .configure(routes_config)
+                .configure(|cfg| routes_config(cfg, demo))
         })
         // Slow or idle clients cannot hold workers: headers within 10 s, idle keep-alive 75 s.
         .client_request_timeout(std::time::Duration::from_secs(10))
@@ -161,8 +165,18 @@ impl Application {
     }
 }
 
-fn routes_config(cfg: &mut web::ServiceConfig) {
+fn routes_config(cfg: &mut web::ServiceConfig, demo: bool) {
     use routes::*;
+    if demo {
+        // Demo pages exist only in a demo service: a production one answers 404 for them.
+        cfg.service(
+            web::resource("/").route(web::get().to(demo::index)).default_service(web::to(method_not_allowed("GET"))),
+        )
+        .service(web::resource("/static/app.js").route(web::get().to(demo::app_js)))
+        .service(web::resource("/static/app.css").route(web::get().to(demo::app_css)))
+        .service(web::resource("/samples").route(web::get().to(demo::list_samples)))
+        .service(web::resource("/samples/{name}").route(web::get().to(demo::get_sample)));
+    }
     cfg.service(
         web::resource("/cds-services")
             .route(web::get().to(discovery))
@@ -183,11 +197,6 @@ fn routes_config(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(feedback::get_rule_analytics))
             .default_service(web::to(method_not_allowed("GET, OPTIONS"))),
     )
-    .service(web::resource("/").route(web::get().to(demo::index)).default_service(web::to(method_not_allowed("GET"))))
-    .service(web::resource("/static/app.js").route(web::get().to(demo::app_js)))
-    .service(web::resource("/static/app.css").route(web::get().to(demo::app_css)))
-    .service(web::resource("/samples").route(web::get().to(demo::list_samples)))
-    .service(web::resource("/samples/{name}").route(web::get().to(demo::get_sample)))
     .service(web::resource("/openapi.json").route(web::get().to(openapi::openapi_json)))
     .service(
         web::resource("/metrics")

@@ -114,8 +114,9 @@ pub async fn call_service(
     let body = read_json_body(&req, payload, &state).await?;
     let now = state.fixed_now.unwrap_or_else(chrono::Utc::now);
     let mut request = CdsRequest::parse(&body, &state.schemas, &service.hook)?;
-    if request.extension.as_ref().is_some_and(|e| e.contains_key(crate::samples::SAMPLE_EXTENSION)) {
-        // A sample from samples/ (its dates are relative): move them to now, as `eval` does.
+    if state.demo && request.extension.as_ref().is_some_and(|e| e.contains_key(crate::samples::SAMPLE_EXTENSION)) {
+        // Demo only: a sample from samples/ (its dates are relative) is moved to now, as `eval`
+        // does. A production service never changes a patient's dates.
         let mut value: serde_json::Value = serde_json::from_slice(&body)
             .map_err(|e| ApiError::BadRequest(crate::protocol::RequestError::Malformed(e.to_string())))?;
         crate::samples::resolve(&mut value, now);

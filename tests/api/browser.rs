@@ -108,7 +108,7 @@ impl Drop for Browser {
 #[tokio::test]
 #[ignore = "needs Debian's chromium and chromium-driver (.ci/run installs them; run with --include-ignored)"]
 async fn the_page_shows_the_api_cards_and_sends_feedback() {
-    let server = TestServer::start();
+    let server = TestServer::builder().arg("--demo").start();
     let browser = Browser::start().await;
     let all = samples();
     for name in ["electrolytes", "quinine-order-sign", "pregnancy-third-trimester"] {

@@ -81,9 +81,44 @@ fn eval_prints_the_expected_cards_for_every_sample() {
     }
 }
 
+/// Card summaries and the dates named in their details, for comparing two evaluations.
+fn cards_seen(body: &Value) -> Vec<(String, String)> {
+    body["cards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["summary"].as_str().unwrap().to_string(), c["detail"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_production_service_never_moves_a_patients_dates() {
+    let production = TestServer::start();
+    // Demo pages do not exist outside a demo.
+    assert_eq!(production.get("/samples").await.0, 404);
+    assert_eq!(production.client.get(production.url("/")).send().await.unwrap().status().as_u16(), 404);
+    for (name, request, expected) in samples() {
+        let service = expected["service"].as_str().unwrap();
+        let mut plain = request.clone();
+        plain.as_object_mut().unwrap().remove("extension");
+        let (status, with_extension) = production.post_json(&format!("/cds-services/{service}"), &request).await;
+        assert_eq!(status, 200, "{name}: {with_extension}");
+        let (_, without) = production.post_json(&format!("/cds-services/{service}"), &plain).await;
+        // The sample extension changes nothing: the dates are evaluated exactly as sent.
+        assert_eq!(cards_seen(&with_extension), cards_seen(&without), "{name}");
+    }
+    // The same request to a demo service is moved to now, so what it shows differs.
+    let demo = TestServer::builder().arg("--demo").start();
+    let (_, request, expected) = samples().into_iter().find(|s| s.0 == "electrolytes").unwrap();
+    let path = format!("/cds-services/{}", expected["service"].as_str().unwrap());
+    let (_, moved) = demo.post_json(&path, &request).await;
+    let (_, as_sent) = production.post_json(&path, &request).await;
+    assert_ne!(cards_seen(&moved), cards_seen(&as_sent), "the demo moves sample dates to now");
+}
+
 #[tokio::test]
 async fn a_sample_posted_as_is_is_evaluated_with_its_dates_moved_to_now() {
-    let server = TestServer::start();
+    let server = TestServer::builder().arg("--demo").start();
     for (name, request, expected) in samples() {
         let service = expected["service"].as_str().unwrap();
         let (status, body) = server.post_json(&format!("/cds-services/{service}"), &request).await;

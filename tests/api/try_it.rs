@@ -129,7 +129,7 @@ async fn metrics_expose_the_series_after_a_sample_run() {
 
 #[tokio::test]
 async fn the_demo_page_is_self_contained_and_serves_the_samples() {
-    let server = TestServer::start();
+    let server = TestServer::builder().arg("--demo").start();
     let res = server.client.get(server.url("/")).send().await.unwrap();
     assert_eq!(res.status().as_u16(), 200);
     let csp = res.headers()["content-security-policy"].to_str().unwrap().to_string();
@@ -146,7 +146,7 @@ async fn the_demo_page_is_self_contained_and_serves_the_samples() {
     assert!(!html.contains("http://") && !html.contains("https://"), "no external resources in the page");
     let (status, list) = server.get("/samples").await;
     assert_eq!(status, 200);
-    assert_eq!(list["samples"].as_array().unwrap().len(), 13);
+    assert_eq!(list["samples"].as_array().unwrap().len(), crate::samples::samples().len());
     let (status, sample) = server.get("/samples/electrolytes").await;
     assert_eq!(status, 200);
     assert_eq!(sample["hook"], "patient-view");
