@@ -159,3 +159,24 @@ pub fn run_all(catalog: &Catalog, schemas: &SchemaSet) -> Vec<(String, String, R
     results.sort_by(|a, b| a.0.cmp(&b.0));
     results
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_case_lacking_a_prefetch_key_fails_naming_it_without_waiting_on_io() {
+        let schemas = SchemaSet::compile().unwrap();
+        let catalog = Catalog::load(std::path::Path::new("cards"), &schemas).unwrap();
+        let rule = catalog.rules.rules.iter().find(|r| !r.tests.is_empty()).unwrap();
+        let (service_id, mut body) = request_for(&catalog, rule, &rule.tests[0]).unwrap();
+        let service = catalog.service(&service_id).unwrap();
+        let key = service.prefetch.keys().next().unwrap().clone();
+        body["prefetch"].as_object_mut().unwrap().remove(&key);
+        let request = CdsRequest::from_value(body, &schemas, &service.hook).unwrap();
+        let err = run_offline(ServiceCall { request, service, catalog: &catalog, now: chrono::Utc::now() })
+            .err()
+            .expect("a missing key fails");
+        assert!(err.contains(&format!("{key}: not supplied in prefetch")), "{err}");
+    }
+}
