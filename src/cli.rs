@@ -58,6 +58,23 @@ pub struct EvalArgs {
     pub service: Option<String>,
     #[arg(long, env = "LEG_CRAMP_CDS_CARDS", default_value = "cards")]
     pub cards: PathBuf,
+    /// FHIR server to fetch missing prefetch keys from, as the live service does (replaces the
+    /// request's fhirServer and drops its token). The only server called. Without it, a missing
+    /// key fails as the service's 412 does.
+    #[arg(long)]
+    pub fhir_server: Option<String>,
+    /// Bearer token for --fhir-server.
+    #[arg(long, requires = "fhir_server")]
+    pub fhir_token: Option<String>,
+    /// Overall deadline for fetching missing prefetch (e.g. 3s, 500ms).
+    #[arg(long, env = "LEG_CRAMP_CDS_FHIR_TIMEOUT", default_value = "3s", value_parser = parse_duration)]
+    pub fhir_timeout: std::time::Duration,
+    /// Most result pages followed per prefetch key.
+    #[arg(long, env = "LEG_CRAMP_CDS_FHIR_MAX_PAGES", default_value_t = 10)]
+    pub fhir_max_pages: usize,
+    /// Most resources read per prefetch key.
+    #[arg(long, env = "LEG_CRAMP_CDS_FHIR_MAX_RESOURCES", default_value_t = 2000)]
+    pub fhir_max_resources: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

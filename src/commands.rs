@@ -1,11 +1,13 @@
 //! The offline subcommands: `check` (validate the cards directory and run every rule's test
-//! cases) and `eval` (evaluate a request file and print the cards).
+//! cases) and `eval` (evaluate a request file and print the cards), both through the same
+//! service function as a live call ([`crate::service::run_call`]).
 
 use crate::catalog::Catalog;
 use crate::cli::{CheckArgs, EvalArgs, ReportArgs, SampleBundleArgs};
-use crate::pipeline::{evaluate, plan_prefetch};
-use crate::protocol::{CdsRequest, SchemaSet};
+use crate::protocol::SchemaSet;
 use std::process::ExitCode;
+
+mod eval;
 
 fn compile_schemas() -> Option<SchemaSet> {
     SchemaSet::compile().map_err(|e| eprintln!("embedded schemas do not compile: {e}")).ok()
@@ -21,7 +23,7 @@ pub fn check(args: CheckArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let results = crate::rules::testcase::run_all(&catalog, &schemas);
+    let results = crate::service::cases::run_all(&catalog, &schemas);
     let width = results.iter().map(|r| r.0.len()).max().unwrap_or(10);
     println!("{:<width$}  {:<6}  case", "rule", "result");
     let mut failed = 0;
@@ -48,56 +50,15 @@ pub fn check(args: CheckArgs) -> ExitCode {
     }
 }
 
+/// `eval FILE`: the request file through the same service function as a live call.
 pub fn eval(args: EvalArgs) -> ExitCode {
-    let fail = |msg: String| {
-        eprintln!("eval: {msg}");
-        ExitCode::from(2)
-    };
-    let Some(schemas) = compile_schemas() else { return ExitCode::from(2) };
-    let catalog = match Catalog::load(&args.cards, &schemas) {
-        Ok(c) => c,
-        Err(errors) => return fail(format!("the cards directory is invalid:\n{errors}")),
-    };
-    let text = match std::fs::read(&args.file) {
-        Ok(t) => t,
-        Err(e) => return fail(format!("{}: {e}", args.file.display())),
-    };
-    let mut value: serde_json::Value = match serde_json::from_slice(&text) {
-        Ok(v) => v,
-        Err(e) => return fail(format!("{}: not JSON: {e}", args.file.display())),
-    };
-    let now = args.now.unwrap_or_else(chrono::Utc::now);
-    // Sample files carry relative dates: move them to the evaluation instant.
-    crate::samples::resolve(&mut value, now);
-    let hook = value.get("hook").and_then(|h| h.as_str()).unwrap_or_default().to_string();
-    let service = match &args.service {
-        Some(id) => catalog.service(id),
-        None => catalog.services.iter().find(|s| s.hook == hook),
-    };
-    let Some(service) = service else { return fail(format!("no service answers hook '{hook}'")) };
-    let mut request = match CdsRequest::from_value(value, &schemas, &service.hook) {
-        Ok(r) => r,
-        Err(e) => return fail(e.to_string()),
-    };
-    let plan = plan_prefetch(&mut request, service);
-    if !plan.missing.is_empty() {
-        let keys: Vec<&str> = plan.missing.iter().map(|(k, _)| k.as_str()).collect();
-        return fail(format!("prefetch keys missing (eval does not call FHIR servers): {}", keys.join(", ")));
-    }
-    let evaluation = evaluate(&catalog.rules, &request, &plan.resources, now);
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&evaluation.response).expect("serialisable"));
-    } else {
-        println!("{} → {} card(s) at {}", service.id, evaluation.response.cards.len(), now.to_rfc3339());
-        for card in &evaluation.response.cards {
-            let rule = card.source.topic.as_ref().map(|t| t.code.as_str()).unwrap_or("");
-            println!("{:<8}  {:<45}  {}", card.indicator.as_str(), rule, card.summary);
-        }
-        if let Some(w) = evaluation.response.extension.get(crate::pipeline::WARNINGS_EXTENSION) {
-            println!("warnings: {w}");
+    match eval::run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("eval: {e}");
+            ExitCode::from(2)
         }
     }
-    ExitCode::SUCCESS
 }
 
 pub fn report(args: ReportArgs) -> ExitCode {

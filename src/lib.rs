@@ -1,8 +1,9 @@
 //! leg-cramp-cds: a CDS Hooks 2.0.1 service that finds the known causes of a patient's leg
 //! cramps in their FHIR R4 record and answers with advisory cards.
 //!
-//! Data flows one way: [`protocol`] (wire types, schemas) → [`pipeline`] → response, with the
-//! clinical knowledge loaded by [`catalog`] from the cards directory and served by [`http`].
+//! Data flows one way: [`protocol`] (wire types, schemas) → [`service`] (one function for every
+//! caller) → response, with the clinical knowledge loaded by [`catalog`] from the cards
+//! directory and served by [`http`] and the offline [`commands`].
 
 pub mod auth;
 pub mod cards;
@@ -14,11 +15,11 @@ pub mod fhir;
 pub mod http;
 pub mod knowledge;
 pub mod metrics;
-pub mod pipeline;
 pub mod protocol;
 pub mod rules;
 pub mod samples;
 pub mod serve;
+pub mod service;
 pub mod store;
 pub mod telemetry;
 

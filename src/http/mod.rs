@@ -5,7 +5,6 @@ pub mod error;
 pub mod feedback;
 pub mod middleware;
 pub mod openapi;
-mod recording;
 pub mod routes;
 
 use crate::auth::Authenticator;

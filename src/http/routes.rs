@@ -1,13 +1,11 @@
-//! Handlers, one per endpoint. Each does HTTP work only and hands the rest to the pipeline.
+//! Handlers, one per endpoint. Each does HTTP work only and hands the rest to the service
+//! ([`crate::service::run_call`] for a CDS Hooks call).
 
 use super::error::ApiError;
 use super::middleware::{HookInstanceTag, ServiceTag};
 use super::AppState;
-use crate::fhir::client::{render_template, FhirClient};
-use crate::fhir::terminology::resolve_medications;
-use crate::fhir::ResourceSet;
-use crate::pipeline::{evaluate_with_suppressions, plan_prefetch, PrefetchPlan};
 use crate::protocol::{CdsRequest, CdsResponse, DiscoveryResponse, OperationOutcome};
+use crate::service::{run_call, CallContext, Feedback, ServiceCall, ServiceError};
 use actix_web::http::header;
 use actix_web::web::{self, Bytes, BytesMut};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, ResponseError};
@@ -123,99 +121,22 @@ pub async fn call_service(
         request = CdsRequest::from_value(value, &state.schemas, &service.hook)?;
     }
     req.extensions_mut().insert(HookInstanceTag(request.hook_instance.clone()));
-    let plan = plan_prefetch(&mut request, service);
-    let fhir_started = std::time::Instant::now();
-    let resources = complete_prefetch(&state.fhir, &request, plan).await?;
-    // Product codes nothing else recognised: named by the terminology service, in what is left
-    // of the FHIR deadline.
-    let deadline = fhir_started + state.fhir.config.timeout;
-    let resolved = resolve_medications(state.terminology.as_ref(), &catalog.rules, &resources, deadline).await;
-    let patient_id = request.context.patient_id.clone().unwrap_or_default();
-    let patient_key = state.store.as_ref().map(|s| s.keyer.key(&patient_id));
-    let suppressed = match (&state.store, &patient_key) {
-        (Some(store), Some(key)) => store.suppressed_rules(key, now),
-        _ => Default::default(),
+    let context = CallContext {
+        fhir: Some(&state.fhir),
+        terminology: state.terminology.as_ref(),
+        feedback: state.store.as_deref().map(|store| Feedback { store, record_cards: state.record_cards }),
     };
-    let evaluation = evaluate_with_suppressions(&catalog.rules, &request, &resources, &resolved, now, &suppressed);
-    tracing::debug!(
-        hook_instance = %request.hook_instance,
-        service = %id,
-        rules = ?evaluation.rule_ids,
-        suppressed = ?evaluation.suppressed,
-        "evaluated"
-    );
-    for card in &evaluation.response.cards {
-        if let Some(topic) = &card.source.topic {
-            metrics::counter!(crate::metrics::CARDS, "rule" => topic.code.clone(), "indicator" => card.indicator.as_str())
-                .increment(1);
-        }
-    }
-    for rule in &evaluation.suppressed {
-        metrics::counter!(crate::metrics::SUPPRESSED, "rule" => rule.clone()).increment(1);
-    }
-    if let (Some(store), Some(key)) = (&state.store, patient_key) {
-        super::recording::record(store, state.record_cards, &id, &request.hook_instance, &key, now, &evaluation);
-    }
-    let body = serde_json::to_vec(&evaluation.response)
-        .map_err(|e| ApiError::Internal(format!("serialising response: {e}")))?;
+    let outcome = run_call(ServiceCall { request, service, catalog: &catalog, now }, &context).await?;
+    let body =
+        serde_json::to_vec(&outcome.response).map_err(|e| ApiError::Internal(format!("serialising response: {e}")))?;
     Ok(HttpResponse::Ok().content_type("application/json").body(body))
 }
 
-/// Fetches what the prefetch lacks from the client's FHIR server (contract §1.5): absent keys
-/// are rendered from the service's templates; a client-paginated Bundle is followed when a
-/// token is present. Any key that cannot be had makes the call a 412 naming it.
-async fn complete_prefetch(
-    fhir: &FhirClient,
-    request: &CdsRequest,
-    plan: PrefetchPlan,
-) -> Result<ResourceSet, ApiError> {
-    let PrefetchPlan { mut resources, missing, continuations } = plan;
-    let server = request.fhir_server.as_deref();
-    let token = request.fhir_authorization.as_ref().map(|a| a.access_token.as_str());
-    let mut failures = Vec::new();
-    let mut fetches = Vec::new();
-    for (key, template) in missing {
-        match server {
-            None => failures
-                .push((key, "not supplied in prefetch and the request has no fhirServer to fetch it from".into())),
-            Some(base) => match render_template(&template, &request.context) {
-                Ok(query) => fetches.push((key, format!("{}/{}", base.trim_end_matches('/'), query))),
-                Err(e) => failures.push((key, e)),
-            },
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::PrefetchUnavailable(_) => ApiError::PreconditionFailed(e.missing_keys()),
         }
-    }
-    if !failures.is_empty() {
-        return Err(ApiError::PreconditionFailed(failures));
-    }
-    if let (Some(_), Some(_)) = (server, token) {
-        fetches.extend(continuations);
-    }
-    if fetches.is_empty() {
-        return Ok(resources);
-    }
-    let started = std::time::Instant::now();
-    let count = fetches.len();
-    metrics::counter!(crate::metrics::FHIR_CALLS).increment(count as u64);
-    for (key, result) in fhir.fetch_all(fetches, token).await {
-        if result.is_err() {
-            metrics::counter!(crate::metrics::FHIR_FAILURES).increment(1);
-        }
-        match result {
-            Ok(list) => list.into_iter().for_each(|v| resources.add_resource(v, &format!("fetched.{key}"))),
-            Err(reason) => failures.push((key, reason)),
-        }
-    }
-    tracing::info!(
-        hook_instance = %request.hook_instance,
-        keys = count,
-        failed = failures.len(),
-        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
-        "FHIR fallback"
-    );
-    if failures.is_empty() {
-        Ok(resources)
-    } else {
-        Err(ApiError::PreconditionFailed(failures))
     }
 }
 

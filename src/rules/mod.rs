@@ -13,7 +13,6 @@ pub mod model;
 mod observed;
 pub mod phrases;
 pub mod placeholder;
-pub mod testcase;
 pub mod valueset;
 pub mod vocabulary;
 

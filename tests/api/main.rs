@@ -10,6 +10,7 @@ mod browser;
 mod cors;
 mod discovery;
 mod errors;
+mod eval_command;
 mod facts;
 mod feedback;
 mod fhir_fallback;

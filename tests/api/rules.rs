@@ -6,7 +6,7 @@ use leg_cramp_cds::catalog::Catalog;
 use leg_cramp_cds::protocol::response::card_invariant_violations;
 use leg_cramp_cds::protocol::{CdsResponse, SchemaSet};
 use leg_cramp_cds::rules::model::Expectation;
-use leg_cramp_cds::rules::testcase::{check_response, request_for};
+use leg_cramp_cds::service::cases::{check_response, request_for};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -189,7 +189,7 @@ fn suggested_resources_validate_against_the_fhir_r4_schema() {
 #[test]
 fn check_runs_every_case_in_process() {
     let catalog = catalog();
-    let results = leg_cramp_cds::rules::testcase::run_all(&catalog, &SchemaSet::compile().unwrap());
+    let results = leg_cramp_cds::service::cases::run_all(&catalog, &SchemaSet::compile().unwrap());
     let failed: Vec<String> =
         results.iter().filter_map(|(r, c, res)| res.as_ref().err().map(|e| format!("{r} / {c}: {e}"))).collect();
     assert!(failed.is_empty(), "{failed:#?}");

@@ -5,7 +5,7 @@ use crate::helpers::*;
 use crate::rules::catalog;
 use leg_cramp_cds::facts::{PatientFacts, ResolvedCodes};
 use leg_cramp_cds::fhir::ResourceSet;
-use leg_cramp_cds::rules::testcase::build_request;
+use leg_cramp_cds::service::cases::build_request;
 use serde_json::Value;
 use std::io::Read;
 

@@ -3,7 +3,7 @@
 //! values, unreadable decision elements, and a pathological resource.
 use crate::helpers::*;
 use crate::rules::{catalog, NOW};
-use leg_cramp_cds::rules::testcase::build_request;
+use leg_cramp_cds::service::cases::build_request;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 

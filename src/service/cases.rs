@@ -1,12 +1,15 @@
 //! Running a rule's test cases: each case becomes a complete CDS Hooks request for the
-//! service of its hook, goes through the same pipeline as a live call, and the cards are
-//! checked against the expectation. Used by `leg-cramp-cds check` and by `cargo test`.
+//! service of its hook, goes through the same service function as a live call
+//! ([`super::run_call`], with no FHIR client, terminology or store), and the cards are checked
+//! against the expectation. Used by `leg-cramp-cds check` and by `cargo test`.
 
-use super::model::{Expectation, Rule, TestCase};
+use super::call::{run_call, CallContext, CallOutcome, ServiceCall};
 use crate::catalog::Catalog;
-use crate::pipeline::{evaluate, plan_prefetch};
 use crate::protocol::{CdsRequest, CdsResponse, SchemaSet};
+use crate::rules::model::{Expectation, Rule, TestCase};
 use serde_json::{json, Map, Value};
+use std::future::Future;
+use std::task::{Context, Poll, Waker};
 
 /// The request a test case stands for, and the id of the service it is sent to.
 pub fn request_for(catalog: &Catalog, rule: &Rule, case: &TestCase) -> Result<(String, Value), String> {
@@ -123,19 +126,26 @@ pub fn card_stands_for(card: &crate::protocol::Card, rule_id: &str) -> bool {
             .is_some_and(|rules| rules.iter().any(|r| r.as_str() == Some(rule_id)))
 }
 
-/// Runs one case in-process (no HTTP): request → pipeline → check.
+/// Runs one case in-process (no HTTP): request → service call → check.
 pub fn run_case(catalog: &Catalog, schemas: &SchemaSet, rule: &Rule, case: &TestCase) -> Result<(), String> {
     let now = chrono::DateTime::parse_from_rfc3339(&case.now).map_err(|e| format!("now: {e}"))?.to_utc();
     let (service_id, body) = request_for(catalog, rule, case)?;
     let service = catalog.service(&service_id).expect("service exists");
-    let mut request =
-        CdsRequest::from_value(body, schemas, &service.hook).map_err(|e| format!("request invalid: {e}"))?;
-    let plan = plan_prefetch(&mut request, service);
-    if !plan.missing.is_empty() {
-        return Err(format!("prefetch incomplete: {:?}", plan.missing));
+    let request = CdsRequest::from_value(body, schemas, &service.hook).map_err(|e| format!("request invalid: {e}"))?;
+    let outcome = run_offline(ServiceCall { request, service, catalog, now })?;
+    check_response(rule, case, &outcome.response)
+}
+
+/// Runs a call with no collaborators. Such a call does no I/O, so its future is ready when
+/// first polled; a case that would need a FHIR server fails on its missing keys instead.
+pub fn run_offline(call: ServiceCall<'_>) -> Result<CallOutcome, String> {
+    let context = CallContext::default();
+    let future = std::pin::pin!(run_call(call, &context));
+    match future.poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(Ok(outcome)) => Ok(outcome),
+        Poll::Ready(Err(e)) => Err(format!("prefetch incomplete: {e}")),
+        Poll::Pending => Err("the call waited on I/O without a FHIR client, terminology or store".into()),
     }
-    let evaluation = evaluate(&catalog.rules, &request, &plan.resources, now);
-    check_response(rule, case, &evaluation.response)
 }
 
 /// Every case of every rule: (rule id, case name, result).
@@ -148,4 +158,25 @@ pub fn run_all(catalog: &Catalog, schemas: &SchemaSet) -> Vec<(String, String, R
     }
     results.sort_by(|a, b| a.0.cmp(&b.0));
     results
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_case_lacking_a_prefetch_key_fails_naming_it_without_waiting_on_io() {
+        let schemas = SchemaSet::compile().unwrap();
+        let catalog = Catalog::load(std::path::Path::new("cards"), &schemas).unwrap();
+        let rule = catalog.rules.rules.iter().find(|r| !r.tests.is_empty()).unwrap();
+        let (service_id, mut body) = request_for(&catalog, rule, &rule.tests[0]).unwrap();
+        let service = catalog.service(&service_id).unwrap();
+        let key = service.prefetch.keys().next().unwrap().clone();
+        body["prefetch"].as_object_mut().unwrap().remove(&key);
+        let request = CdsRequest::from_value(body, &schemas, &service.hook).unwrap();
+        let err = run_offline(ServiceCall { request, service, catalog: &catalog, now: chrono::Utc::now() })
+            .err()
+            .expect("a missing key fails");
+        assert!(err.contains(&format!("{key}: not supplied in prefetch")), "{err}");
+    }
 }

@@ -1,7 +1,7 @@
 //! Recording what a service call issued and withheld, for feedback and analytics: one
 //! `IssuedCard` per card, standing for the rules the card lists (a merged card) or its topic.
 
-use crate::pipeline::Evaluation;
+use super::Evaluation;
 use crate::store::{FeedbackStore, IssuedCard, SuppressedCard};
 
 use crate::cards::RULES_EXTENSION;
@@ -22,7 +22,7 @@ fn card_rules(card: &crate::protocol::Card, topic: &str) -> Vec<String> {
 }
 
 /// Queues what was issued and what was withheld (off the request path).
-pub(super) fn record(
+pub(crate) fn record(
     store: &FeedbackStore,
     record_cards: bool,
     service: &str,
@@ -53,8 +53,8 @@ pub(super) fn record(
             .collect();
         store.record_issued(issued);
     }
-    let suppressed = evaluation
-        .suppressed
+    let snoozed = evaluation
+        .snoozed
         .iter()
         .map(|rule| SuppressedCard {
             service: service.to_string(),
@@ -64,7 +64,7 @@ pub(super) fn record(
             at: now,
         })
         .collect();
-    store.record_suppressed(suppressed);
+    store.record_suppressed(snoozed);
 }
 
 #[cfg(test)]
@@ -89,7 +89,7 @@ mod tests {
             card("empty-list", "lifestyle-self-care-baseline", Some(serde_json::json!([]))),
         ]}))
         .unwrap();
-        Evaluation { response, rule_ids: vec![], suppressed: vec!["pad-claudication".into()] }
+        Evaluation { response, rule_ids: vec![], snoozed: vec!["pad-claudication".into()] }
     }
 
     #[tokio::test]

@@ -1,6 +1,6 @@
-//! The one-way flow of a service call: request → resources → patient facts → findings →
-//! cards → response. Prefetch is read here; what is missing is fetched by the caller
-//! (the HTTP layer, asynchronously) through [`crate::fhir::client`].
+//! The synchronous core of a service call: request → resources → patient facts → findings →
+//! cards → response. Prefetch is read here; what is missing is fetched by
+//! [`super::call::run_call`] (asynchronously) through [`crate::fhir::client`].
 
 use crate::cards::build_cards;
 use crate::facts::{PatientFacts, ResolvedCodes};
@@ -56,36 +56,36 @@ pub fn plan_prefetch(request: &mut CdsRequest, service: &ServiceDefinition) -> P
 pub struct Evaluation {
     pub response: CdsResponse,
     pub rule_ids: Vec<String>,
-    /// Rules whose card was withheld because clinicians marked it already addressed.
-    pub suppressed: Vec<String>,
+    /// Rules whose card was withheld (snoozed) because clinicians marked it already addressed.
+    pub snoozed: Vec<String>,
 }
 
 /// Facts → findings → cards. Pure and synchronous: the same input and instant give the same
 /// cards (apart from their fresh uuids).
 pub fn evaluate(book: &RuleBook, request: &CdsRequest, resources: &ResourceSet, now: DateTime<Utc>) -> Evaluation {
-    evaluate_with_suppressions(book, request, resources, &ResolvedCodes::none(), now, &HashSet::new())
+    evaluate_with_snoozes(book, request, resources, &ResolvedCodes::none(), now, &HashSet::new())
 }
 
 /// As [`evaluate`], with the RxNorm codes a terminology service `resolved`, withholding
-/// info/warning cards of the `suppressed` rules (feedback-driven alert-fatigue control).
+/// info/warning cards of the `snoozed_rules` (feedback-driven alert-fatigue control).
 /// Critical cards are never withheld.
-pub fn evaluate_with_suppressions(
+pub fn evaluate_with_snoozes(
     book: &RuleBook,
     request: &CdsRequest,
     resources: &ResourceSet,
     resolved: &ResolvedCodes,
     now: DateTime<Utc>,
-    suppressed_rules: &HashSet<String>,
+    snoozed_rules: &HashSet<String>,
 ) -> Evaluation {
     let facts = PatientFacts::build(resources, &book.conventions, &book.index, resolved, &request.hook, now);
     let mut findings = evaluate_rules(book, &facts);
-    let mut suppressed = Vec::new();
-    if !suppressed_rules.is_empty() {
+    let mut snoozed = Vec::new();
+    if !snoozed_rules.is_empty() {
         findings.retain(|f| {
             let id = &book.rules[f.rule].id;
-            let withhold = f.indicator != Indicator::Critical && suppressed_rules.contains(id);
+            let withhold = f.indicator != Indicator::Critical && snoozed_rules.contains(id);
             if withhold {
-                suppressed.push(id.clone());
+                snoozed.push(id.clone());
             }
             !withhold
         });
@@ -97,5 +97,5 @@ pub fn evaluate_with_suppressions(
     if !facts.notes.is_empty() {
         response.extension.insert(WARNINGS_EXTENSION.to_string(), json!(facts.notes));
     }
-    Evaluation { response, rule_ids, suppressed }
+    Evaluation { response, rule_ids, snoozed }
 }
