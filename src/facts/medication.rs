@@ -11,9 +11,9 @@ mod resolved;
 use super::dates::parse_fhir_datetime;
 use crate::fhir::model::{CodeableConcept, Dosage, Reference};
 use crate::fhir::resources::ResourceSet;
-use crate::rules::conventions::{Conventions, MedicationConvention};
-use crate::rules::valueset::{ValueSetIndex, VsId};
-pub use crate::rules::vocabulary::MedicationRoute;
+use crate::knowledge::conventions::{Conventions, MedicationConvention};
+use crate::knowledge::valueset::{ValueSetIndex, VsId};
+pub use crate::knowledge::vocabulary::MedicationRoute;
 use chrono::{DateTime, Utc};
 use recognise::{Product, Recognition};
 pub use resolved::{is_rxcui, LookupFailure, ResolvedCodes};
@@ -123,7 +123,7 @@ impl MedicationFact {
 
 /// The widest a `{drug}` placeholder may be filled (the summary length check counts on it).
 fn drug_width() -> usize {
-    crate::rules::placeholder::Placeholder::Drug.max_width()
+    crate::knowledge::placeholder::Placeholder::Drug.max_width()
 }
 
 /// The parts of a MedicationRequest, MedicationStatement or draft order that normalisation
@@ -206,9 +206,9 @@ fn records<'a>(resources: &'a ResourceSet, med: &MedicationConvention) -> Vec<Me
 /// Every medication of the request, in resource order (requests, statements, drafts). A
 /// medication that only an RxNorm code could name, and whose code was not resolved, is
 /// named in `notes` (the response's warnings) as not recognised.
-pub fn medication_facts(
+pub fn medication_facts<E>(
     resources: &ResourceSet,
-    conventions: &Conventions,
+    conventions: &Conventions<E>,
     index: &ValueSetIndex,
     resolved: &ResolvedCodes,
     notes: &mut Vec<String>,
@@ -229,7 +229,11 @@ pub fn medication_facts(
 
 /// RxNorm codes to ask a terminology service about: those of relevant medications that no
 /// code, brand or ingredient word recognised. Each code once, in order of appearance.
-pub fn codes_to_resolve(resources: &ResourceSet, conventions: &Conventions, index: &ValueSetIndex) -> Vec<String> {
+pub fn codes_to_resolve<E>(
+    resources: &ResourceSet,
+    conventions: &Conventions<E>,
+    index: &ValueSetIndex,
+) -> Vec<String> {
     let none = ResolvedCodes::none();
     let mut codes: Vec<String> = Vec::new();
     for record in records(resources, &conventions.medication).iter().filter(|r| r.relevant()) {

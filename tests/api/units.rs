@@ -8,8 +8,8 @@
 //! every unit of another dimension must give `None`.
 use crate::helpers::*;
 use crate::rules::{catalog, NOW};
+use leg_cramp_cds::knowledge::valueset::Units;
 use leg_cramp_cds::rules::testcase::build_request;
-use leg_cramp_cds::rules::valueset::Units;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{json, Value};
