@@ -7,7 +7,8 @@
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use leg_cramp_cds::cards::build_cards;
 use leg_cramp_cds::catalog::Catalog;
-use leg_cramp_cds::facts::{PatientFacts, ResolvedCodes};
+use leg_cramp_cds::facts::PatientFacts;
+use leg_cramp_cds::fhir::terminology::ResolvedCodes;
 use leg_cramp_cds::fhir::ResourceSet;
 use leg_cramp_cds::pipeline::{evaluate, plan_prefetch};
 use leg_cramp_cds::protocol::{CdsRequest, SchemaSet};

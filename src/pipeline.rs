@@ -3,7 +3,8 @@
 //! (the HTTP layer, asynchronously) through [`crate::fhir::client`].
 
 use crate::cards::build_cards;
-use crate::facts::{PatientFacts, ResolvedCodes};
+use crate::facts::PatientFacts;
+use crate::fhir::terminology::ResolvedCodes;
 use crate::fhir::ResourceSet;
 use crate::protocol::prefetch::PrefetchValue;
 use crate::protocol::{CdsRequest, CdsResponse, Indicator, ServiceDefinition};

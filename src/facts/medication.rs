@@ -6,20 +6,17 @@
 //! ([`crate::fhir::terminology`]) into [`ResolvedCodes`].
 
 mod recognise;
-mod resolved;
 
 use super::dates::parse_fhir_datetime;
 use crate::fhir::model::{CodeableConcept, Dosage, Reference};
 use crate::fhir::resources::ResourceSet;
+use crate::fhir::terminology::{ResolvedCodes, TerminologyClient, RXNORM};
 use crate::knowledge::conventions::{Conventions, MedicationConvention};
 use crate::knowledge::valueset::{ValueSetIndex, VsId};
 pub use crate::knowledge::vocabulary::MedicationRoute;
 use chrono::{DateTime, Utc};
 use recognise::{Product, Recognition};
-pub use resolved::{is_rxcui, LookupFailure, ResolvedCodes};
 use serde_json::Value;
-
-pub const RXNORM: &str = "http://www.nlm.nih.gov/research/umls/rxnorm";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MedicationSource {
@@ -225,6 +222,22 @@ pub fn medication_facts<E>(
         out.push(fact(&record, &product, recognition, resources, index));
     }
     out
+}
+
+/// The codes of a request that need a lookup, resolved by `client` before `deadline`.
+/// Without a client, every such medication is warned about as "no terminology service is
+/// configured" when the facts are built.
+pub async fn resolve_medications<E>(
+    client: Option<&TerminologyClient>,
+    conventions: &Conventions<E>,
+    index: &ValueSetIndex,
+    resources: &ResourceSet,
+    deadline: std::time::Instant,
+) -> ResolvedCodes {
+    match client {
+        None => ResolvedCodes::none(),
+        Some(client) => client.resolve(codes_to_resolve(resources, conventions, index), deadline).await,
+    }
 }
 
 /// RxNorm codes to ask a terminology service about: those of relevant medications that no

@@ -10,11 +10,12 @@ pub mod pregnancy;
 
 use crate::fhir::model::{CodeableConcept, Coding};
 use crate::fhir::resources::ResourceSet;
+use crate::fhir::terminology::ResolvedCodes;
 use crate::knowledge::conventions::Conventions;
 use crate::knowledge::valueset::{ValueSetIndex, VsId};
 use chrono::{DateTime, Utc};
 use dates::parse_fhir_datetime;
-pub use medication::{IngredientMatch, MedicationFact, MedicationRoute, MedicationSource, ResolvedCodes};
+pub use medication::{IngredientMatch, MedicationFact, MedicationRoute, MedicationSource};
 pub use observation::ObservationFact;
 pub use pregnancy::PregnancyFact;
 

@@ -3,8 +3,8 @@
 use super::error::ApiError;
 use super::middleware::{HookInstanceTag, ServiceTag};
 use super::AppState;
+use crate::facts::medication::resolve_medications;
 use crate::fhir::client::{render_template, FhirClient};
-use crate::fhir::terminology::resolve_medications;
 use crate::fhir::ResourceSet;
 use crate::pipeline::{evaluate_with_suppressions, plan_prefetch, PrefetchPlan};
 use crate::protocol::{CdsRequest, CdsResponse, DiscoveryResponse, OperationOutcome};
@@ -129,7 +129,8 @@ pub async fn call_service(
     // Product codes nothing else recognised: named by the terminology service, in what is left
     // of the FHIR deadline.
     let deadline = fhir_started + state.fhir.config.timeout;
-    let resolved = resolve_medications(state.terminology.as_ref(), &catalog.rules, &resources, deadline).await;
+    let (conventions, index) = (&catalog.rules.conventions, &catalog.rules.index);
+    let resolved = resolve_medications(state.terminology.as_ref(), conventions, index, &resources, deadline).await;
     let patient_id = request.context.patient_id.clone().unwrap_or_default();
     let patient_key = state.store.as_ref().map(|s| s.keyer.key(&patient_id));
     let suppressed = match (&state.store, &patient_key) {

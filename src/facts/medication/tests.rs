@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::facts::PatientFacts;
+use crate::fhir::terminology::LookupFailure;
 use serde_json::{json, Value};
 
 /// What facts read of the real cards directory: its conventions (named facts' expressions left
