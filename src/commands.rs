@@ -3,8 +3,9 @@
 
 use crate::catalog::Catalog;
 use crate::cli::{CheckArgs, EvalArgs, ReportArgs, SampleBundleArgs};
+use crate::fhir::CdsRequest;
 use crate::pipeline::{evaluate, plan_prefetch};
-use crate::protocol::{CdsRequest, SchemaSet};
+use crate::protocol::SchemaSet;
 use std::process::ExitCode;
 
 fn compile_schemas() -> Option<SchemaSet> {

@@ -4,10 +4,11 @@
 
 use crate::cards::build_cards;
 use crate::facts::PatientFacts;
+use crate::fhir::prefetch::PrefetchValue;
 use crate::fhir::terminology::ResolvedCodes;
+use crate::fhir::CdsRequest;
 use crate::fhir::ResourceSet;
-use crate::protocol::prefetch::PrefetchValue;
-use crate::protocol::{CdsRequest, CdsResponse, Indicator, ServiceDefinition};
+use crate::protocol::{CdsResponse, Indicator, ServiceDefinition};
 use crate::rules::{evaluate as evaluate_rules, RuleBook};
 use chrono::{DateTime, Utc};
 use serde_json::json;

@@ -4,8 +4,9 @@
 
 use super::model::{Expectation, Rule, TestCase};
 use crate::catalog::Catalog;
+use crate::fhir::CdsRequest;
 use crate::pipeline::{evaluate, plan_prefetch};
-use crate::protocol::{CdsRequest, CdsResponse, SchemaSet};
+use crate::protocol::{CdsResponse, SchemaSet};
 use serde_json::{json, Map, Value};
 
 /// The request a test case stands for, and the id of the service it is sent to.

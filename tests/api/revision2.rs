@@ -3,9 +3,9 @@
 
 use crate::helpers::*;
 use crate::rules::catalog;
+use leg_cramp_cds::fhir::CdsRequest;
 use leg_cramp_cds::pipeline::{evaluate, plan_prefetch};
 use leg_cramp_cds::protocol::schemas::SchemaSet;
-use leg_cramp_cds::protocol::CdsRequest;
 use leg_cramp_cds::rules::model::Expectation;
 use leg_cramp_cds::rules::testcase::request_for;
 use proptest::prelude::*;

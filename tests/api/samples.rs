@@ -2,8 +2,9 @@
 //! out of `eval` and of the pipeline, today and years from now (dates are relative).
 use crate::helpers::*;
 use crate::rules::catalog;
+use leg_cramp_cds::fhir::CdsRequest;
 use leg_cramp_cds::pipeline::{evaluate, plan_prefetch};
-use leg_cramp_cds::protocol::{CdsRequest, SchemaSet};
+use leg_cramp_cds::protocol::SchemaSet;
 use serde_json::Value;
 
 pub fn samples() -> Vec<(String, Value, Value)> {
