@@ -1,5 +1,6 @@
 //! Discovery (`GET /cds-services`): the list of services this host offers.
 
+use super::template::PrefetchTemplate;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -43,28 +44,13 @@ pub fn allowed_prefetch_tokens(hook: &str) -> &'static [&'static str] {
     }
 }
 
-/// Every `{{token}}` in a template; `Err` names the first malformed one.
-pub fn template_tokens(template: &str) -> Result<Vec<&str>, String> {
-    let mut tokens = Vec::new();
-    let mut rest = template;
-    while let Some(start) = rest.find("{{") {
-        let after = &rest[start + 2..];
-        let end = after.find("}}").ok_or_else(|| format!("unclosed '{{{{' in template {template:?}"))?;
-        tokens.push(after[..end].trim());
-        rest = &after[end + 2..];
-    }
-    if rest.contains("}}") {
-        return Err(format!("unmatched '}}}}' in template {template:?}"));
-    }
-    Ok(tokens)
-}
-
 impl ServiceDefinition {
     /// Checks that every prefetch template uses only 2.0 tokens for this service's hook.
     pub fn check_prefetch_tokens(&self) -> Result<(), String> {
         let allowed = allowed_prefetch_tokens(&self.hook);
         for (key, template) in &self.prefetch {
-            for token in template_tokens(template).map_err(|e| format!("prefetch {key}: {e}"))? {
+            let template = PrefetchTemplate::parse(template).map_err(|e| format!("prefetch {key}: {e}"))?;
+            for token in template.tokens() {
                 if !allowed.contains(&token) {
                     return Err(format!(
                         "prefetch {key}: token {{{{{token}}}}} is not a CDS Hooks 2.0 prefetch token for hook {}",
@@ -83,11 +69,9 @@ mod tests {
 
     #[test]
     fn tokens_are_extracted_and_checked() {
-        assert_eq!(
-            template_tokens("Observation?patient={{context.patientId}}&x={{ userPractitionerId }}").unwrap(),
-            vec!["context.patientId", "userPractitionerId"]
-        );
-        assert!(template_tokens("Patient/{{context.patientId").is_err());
+        let template = PrefetchTemplate::parse("Observation?patient={{context.patientId}}&x={{ userPractitionerId }}");
+        assert_eq!(template.unwrap().tokens().collect::<Vec<_>>(), vec!["context.patientId", "userPractitionerId"]);
+        assert!(PrefetchTemplate::parse("Patient/{{context.patientId").is_err());
         let mut svc = ServiceDefinition {
             hook: "patient-view".into(),
             title: None,
