@@ -32,6 +32,11 @@ const LAYERS: &[(&str, u32)] = &[
     ("serve", 8),
 ];
 
+/// Files whose upward imports are known and being moved in another branch of the same change
+/// (issue #11: `rules/testcase.rs` drives the whole pipeline and moves above the service). Their
+/// edges are left out; an entry whose file no longer imports upward fails, so it cannot linger.
+const PENDING: &[&str] = &["src/rules/testcase.rs"];
+
 /// One reference from a file of module `from` to top-level module `to`.
 #[derive(Debug, Clone)]
 struct Edge {
@@ -60,6 +65,13 @@ fn top_level_modules_import_one_way() {
     }
     let layer = |m: &str| LAYERS.iter().find(|(name, _)| *name == m).map(|(_, l)| *l);
     let mut problems = Vec::new();
+    let upward = |e: &Edge| layer(&e.to) > layer(&e.from);
+    for pending in PENDING {
+        if !edges.iter().any(|e| e.file == *pending && upward(e)) {
+            problems.push(format!("{pending} no longer imports upward: remove it from PENDING"));
+        }
+    }
+    edges.retain(|e| !PENDING.contains(&e.file.as_str()));
     for cycle in cycles(&tops, &edges) {
         problems.push(format!("cycle between {{{}}}; its edges that do not go down a layer:", cycle.join(", ")));
         let inside = |e: &&Edge| cycle.contains(&e.from) && cycle.contains(&e.to);
@@ -187,7 +199,7 @@ fn block_comment_end(chars: &[char], start: usize) -> usize {
 
 /// `r"…"` or `r#"…"#` not preceded by an identifier character (so `bar"` is not a raw string).
 fn raw_start(chars: &[char], i: usize) -> bool {
-    let after = chars[i + 1..].iter().skip_while(|&&c| c == '#').next();
+    let after = chars[i + 1..].iter().find(|&&c| c != '#');
     after == Some(&'"') && (i == 0 || !(chars[i - 1].is_alphanumeric() || chars[i - 1] == '_'))
 }
 
