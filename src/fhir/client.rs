@@ -3,7 +3,6 @@
 //! deadline. Only servers allowed by the access policy are called; redirects never leave the
 //! host. The token is never logged.
 
-use crate::protocol::{Context, PrefetchTemplate};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -188,31 +187,9 @@ fn describe_error(e: &reqwest::Error, timeout: Duration) -> String {
     }
 }
 
-/// Renders a prefetch template with CDS Hooks 2.0 tokens; values are percent-encoded (see
-/// [`PrefetchTemplate`]).
-pub fn render_template(template: &str, context: &Context) -> Result<String, String> {
-    PrefetchTemplate::parse(template).and_then(|t| t.render(context)).map_err(|e| e.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn templates_render_with_encoded_tokens() {
-        let ctx = Context {
-            user_id: Some("Practitioner/dr1".into()),
-            patient_id: Some("p 1&x=y".into()),
-            ..Default::default()
-        };
-        assert_eq!(
-            render_template("Condition?patient={{context.patientId}}", &ctx).unwrap(),
-            "Condition?patient=p%201%26x%3Dy"
-        );
-        assert_eq!(render_template("Practitioner/{{userPractitionerId}}", &ctx).unwrap(), "Practitioner/dr1");
-        assert!(render_template("Patient/{{userPatientId}}", &ctx).is_err());
-        assert!(render_template("Encounter/{{context.encounterId}}", &ctx).is_err());
-    }
 
     #[test]
     fn prefixes_stop_at_path_boundaries() {

@@ -4,7 +4,7 @@ use super::error::ApiError;
 use super::middleware::{HookInstanceTag, ServiceTag};
 use super::AppState;
 use crate::facts::medication::resolve_medications;
-use crate::fhir::client::{render_template, FhirClient};
+use crate::fhir::client::FhirClient;
 use crate::fhir::CdsRequest;
 use crate::fhir::ResourceSet;
 use crate::pipeline::{evaluate_with_suppressions, plan_prefetch, PrefetchPlan};
@@ -180,7 +180,7 @@ async fn complete_prefetch(
         match server {
             None => failures
                 .push((key, "not supplied in prefetch and the request has no fhirServer to fetch it from".into())),
-            Some(base) => match render_template(&template, &request.context) {
+            Some(base) => match template.render(&request.context).map_err(|e| e.to_string()) {
                 Ok(query) => fetches.push((key, format!("{}/{}", base.trim_end_matches('/'), query))),
                 Err(e) => failures.push((key, e)),
             },

@@ -2,7 +2,7 @@
 //! ingredients they stand for (`cards/brands.json`), the codes and words that tell a
 //! medication's route (`cards/medication-forms.json`), and the salt rules of supplement value
 //! sets (`salts` in `cards/valuesets/*.json`). Only lookups live here; deciding what a
-//! medication is happens in [`crate::facts::medication`].
+//! medication is happens in the facts layer (`facts::medication`).
 
 use super::phrases::{words, PhraseIndex, Words};
 use super::valueset::{canonical_system, ValueSetIndex, VsId};

@@ -20,7 +20,8 @@ pub struct ServiceDefinition {
     pub id: String,
     /// Key -> prefetch template. BTreeMap keeps discovery output stable.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub prefetch: BTreeMap<String, String>,
+    #[schema(value_type = BTreeMap<String, String>)]
+    pub prefetch: BTreeMap<String, PrefetchTemplate>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage_requirements: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -49,7 +50,9 @@ impl ServiceDefinition {
     pub fn check_prefetch_tokens(&self) -> Result<(), String> {
         let allowed = allowed_prefetch_tokens(&self.hook);
         for (key, template) in &self.prefetch {
-            let template = PrefetchTemplate::parse(template).map_err(|e| format!("prefetch {key}: {e}"))?;
+            if let Some(e) = template.problem() {
+                return Err(format!("prefetch {key}: {e}"));
+            }
             for token in template.tokens() {
                 if !allowed.contains(&token) {
                     return Err(format!(
@@ -77,7 +80,7 @@ mod tests {
             title: None,
             description: "d".into(),
             id: "x".into(),
-            prefetch: BTreeMap::from([("p".to_string(), "Patient/{{context.patientId}}".to_string())]),
+            prefetch: BTreeMap::from([("p".to_string(), "Patient/{{context.patientId}}".into())]),
             usage_requirements: None,
             extension: None,
         };

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
 /// How a prefetch value is read from the request, chosen by the layer that reads its resources
-/// ([`crate::fhir::prefetch::PrefetchValue`] reads FHIR into typed models in the same pass as
+/// (`fhir::prefetch::PrefetchValue` reads FHIR into typed models in the same pass as
 /// the request; `serde_json::Value` keeps plain JSON). The protocol only needs what the request
 /// schema checks of it.
 pub trait PrefetchRead: for<'de> Deserialize<'de> {

@@ -39,9 +39,9 @@ pub fn build_request(
         service
             .prefetch
             .iter()
-            .find(|(_, t)| t.starts_with(&format!("{kind}?")) || t.starts_with(&format!("{kind}/")))
+            .find(|(_, t)| t.as_str().starts_with(&format!("{kind}?")) || t.as_str().starts_with(&format!("{kind}/")))
             .map(|(k, _)| k.clone())
-            .or_else(|| service.prefetch.iter().find(|(_, t)| t.contains('?')).map(|(k, _)| k.clone()))
+            .or_else(|| service.prefetch.iter().find(|(_, t)| t.as_str().contains('?')).map(|(k, _)| k.clone()))
     };
     for resource in resources {
         let kind = resource.get("resourceType").and_then(Value::as_str).unwrap_or("");
