@@ -7,9 +7,11 @@
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use leg_cramp_cds::cards::build_cards;
 use leg_cramp_cds::catalog::Catalog;
-use leg_cramp_cds::facts::{PatientFacts, ResolvedCodes};
+use leg_cramp_cds::facts::PatientFacts;
+use leg_cramp_cds::fhir::terminology::ResolvedCodes;
+use leg_cramp_cds::fhir::CdsRequest;
 use leg_cramp_cds::fhir::ResourceSet;
-use leg_cramp_cds::protocol::{CdsRequest, SchemaSet};
+use leg_cramp_cds::protocol::SchemaSet;
 use leg_cramp_cds::rules::{evaluate as evaluate_rules, RuleBook};
 use leg_cramp_cds::service::{evaluate, plan_prefetch};
 use std::hint::black_box;

@@ -5,41 +5,10 @@
 
 use crate::protocol::schemas::{Document, SchemaSet};
 use crate::protocol::{DiscoveryResponse, ServiceDefinition};
-use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-/// One problem in one file of the cards directory.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LoadError {
-    pub file: PathBuf,
-    pub pointer: String,
-    pub message: String,
-}
-
-impl std::fmt::Display for LoadError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let pointer = if self.pointer.is_empty() { "/" } else { &self.pointer };
-        write!(f, "{}: {}: {}", self.file.display(), pointer, self.message)
-    }
-}
-
-/// All load errors, one per line.
-#[derive(Debug, Clone)]
-pub struct LoadErrors(pub Vec<LoadError>);
-
-impl std::fmt::Display for LoadErrors {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{e}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for LoadErrors {}
+use crate::knowledge::load::read_json;
+pub use crate::knowledge::load::{LoadError, LoadErrors};
 
 #[derive(Debug, Clone)]
 pub struct Catalog {
@@ -88,18 +57,4 @@ impl Catalog {
     pub fn service(&self, id: &str) -> Option<&ServiceDefinition> {
         self.services.iter().find(|s| s.id == id)
     }
-}
-
-/// Reads and parses one JSON file, mapping I/O and syntax errors to a [`LoadError`].
-pub fn read_json(file: &Path) -> Result<Value, LoadError> {
-    let text = std::fs::read_to_string(file).map_err(|e| LoadError {
-        file: file.to_path_buf(),
-        pointer: String::new(),
-        message: format!("cannot read: {e}"),
-    })?;
-    serde_json::from_str(&text).map_err(|e| LoadError {
-        file: file.to_path_buf(),
-        pointer: String::new(),
-        message: format!("not valid JSON: {e}"),
-    })
 }

@@ -3,7 +3,8 @@
 //! conflicting results), so a clinician can check the card against the chart.
 
 use crate::facts::{MedicationSource, PatientFacts};
-use crate::rules::eval::{format_number, Evidence, ObservationEvidence};
+use crate::knowledge::numbers::format_number;
+use crate::rules::eval::{Evidence, ObservationEvidence};
 use crate::rules::RuleBook;
 use std::fmt::Write;
 

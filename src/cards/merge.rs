@@ -5,11 +5,11 @@
 
 use super::{evidence, orders, EVIDENCE_EXTENSION, RULES_EXTENSION, RULE_SYSTEM, SOURCE_LABEL};
 use crate::facts::PatientFacts;
+use crate::knowledge::placeholder::shorten;
 use crate::protocol::response::{Link, LinkType, SelectionBehavior, Source};
 use crate::protocol::{Card, Coding};
 use crate::rules::eval::Evidence;
 use crate::rules::merged::MergedCard;
-use crate::rules::placeholder::shorten;
 use crate::rules::{Finding, RuleBook};
 use serde_json::{json, Map};
 use std::collections::HashSet;

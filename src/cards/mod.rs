@@ -11,11 +11,11 @@ mod orders;
 pub use orders::service_request;
 
 use crate::facts::{MedicationSource, PatientFacts};
+use crate::knowledge::placeholder::{self, format_value, shorten, Placeholder};
 use crate::protocol::response::{Action, ActionType, Link, LinkType, SelectionBehavior, Source, Suggestion};
 use crate::protocol::{Card, Coding};
 use crate::rules::eval::Evidence;
 use crate::rules::model::Rule;
-use crate::rules::placeholder::{self, format_value, shorten, Placeholder};
 use crate::rules::{Finding, RuleBook};
 use serde_json::{json, Map};
 use std::collections::HashSet;

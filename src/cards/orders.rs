@@ -4,10 +4,10 @@
 
 use super::evidence::date;
 use crate::facts::PatientFacts;
+use crate::knowledge::placeholder::shorten;
+use crate::knowledge::valueset::ValueSetIndex;
 use crate::protocol::response::{Action, ActionType, Suggestion};
 use crate::rules::lab_orders::{LabOrderSpec, OrderDecision};
-use crate::rules::placeholder::shorten;
-use crate::rules::valueset::ValueSetIndex;
 use serde_json::{json, Value};
 use std::collections::HashSet;
 

@@ -6,7 +6,8 @@
 use crate::catalog::Catalog;
 use crate::cli::EvalArgs;
 use crate::fhir::client::{FhirClient, FhirClientConfig};
-use crate::protocol::{CdsRequest, RequestError, SchemaSet};
+use crate::fhir::CdsRequest;
+use crate::protocol::{RequestError, SchemaSet};
 use crate::service::{run_call, CallContext, CallOutcome, ServiceCall, ServiceError, WARNINGS_EXTENSION};
 use serde_json::{json, Value};
 use std::path::PathBuf;

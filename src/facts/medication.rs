@@ -6,20 +6,17 @@
 //! ([`crate::fhir::terminology`]) into [`ResolvedCodes`].
 
 mod recognise;
-mod resolved;
 
 use super::dates::parse_fhir_datetime;
 use crate::fhir::model::{CodeableConcept, Dosage, Reference};
 use crate::fhir::resources::ResourceSet;
-use crate::rules::conventions::{Conventions, MedicationConvention};
-use crate::rules::valueset::{ValueSetIndex, VsId};
-pub use crate::rules::vocabulary::MedicationRoute;
+use crate::fhir::terminology::{ResolvedCodes, TerminologyClient, RXNORM};
+use crate::knowledge::conventions::{Conventions, MedicationConvention};
+use crate::knowledge::valueset::{ValueSetIndex, VsId};
+pub use crate::knowledge::vocabulary::MedicationRoute;
 use chrono::{DateTime, Utc};
 use recognise::{Product, Recognition};
-pub use resolved::{is_rxcui, LookupFailure, ResolvedCodes};
 use serde_json::Value;
-
-pub const RXNORM: &str = "http://www.nlm.nih.gov/research/umls/rxnorm";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MedicationSource {
@@ -123,7 +120,7 @@ impl MedicationFact {
 
 /// The widest a `{drug}` placeholder may be filled (the summary length check counts on it).
 fn drug_width() -> usize {
-    crate::rules::placeholder::Placeholder::Drug.max_width()
+    crate::knowledge::placeholder::Placeholder::Drug.max_width()
 }
 
 /// The parts of a MedicationRequest, MedicationStatement or draft order that normalisation
@@ -206,9 +203,9 @@ fn records<'a>(resources: &'a ResourceSet, med: &MedicationConvention) -> Vec<Me
 /// Every medication of the request, in resource order (requests, statements, drafts). A
 /// medication that only an RxNorm code could name, and whose code was not resolved, is
 /// named in `notes` (the response's warnings) as not recognised.
-pub fn medication_facts(
+pub fn medication_facts<E>(
     resources: &ResourceSet,
-    conventions: &Conventions,
+    conventions: &Conventions<E>,
     index: &ValueSetIndex,
     resolved: &ResolvedCodes,
     notes: &mut Vec<String>,
@@ -227,9 +224,29 @@ pub fn medication_facts(
     out
 }
 
+/// The codes of a request that need a lookup, resolved by `client` before `deadline`.
+/// Without a client, every such medication is warned about as "no terminology service is
+/// configured" when the facts are built.
+pub async fn resolve_medications<E>(
+    client: Option<&TerminologyClient>,
+    conventions: &Conventions<E>,
+    index: &ValueSetIndex,
+    resources: &ResourceSet,
+    deadline: std::time::Instant,
+) -> ResolvedCodes {
+    match client {
+        None => ResolvedCodes::none(),
+        Some(client) => client.resolve(codes_to_resolve(resources, conventions, index), deadline).await,
+    }
+}
+
 /// RxNorm codes to ask a terminology service about: those of relevant medications that no
 /// code, brand or ingredient word recognised. Each code once, in order of appearance.
-pub fn codes_to_resolve(resources: &ResourceSet, conventions: &Conventions, index: &ValueSetIndex) -> Vec<String> {
+pub fn codes_to_resolve<E>(
+    resources: &ResourceSet,
+    conventions: &Conventions<E>,
+    index: &ValueSetIndex,
+) -> Vec<String> {
     let none = ResolvedCodes::none();
     let mut codes: Vec<String> = Vec::new();
     for record in records(resources, &conventions.medication).iter().filter(|r| r.relevant()) {

@@ -10,11 +10,12 @@ pub mod pregnancy;
 
 use crate::fhir::model::{CodeableConcept, Coding};
 use crate::fhir::resources::ResourceSet;
-use crate::rules::conventions::Conventions;
-use crate::rules::valueset::{ValueSetIndex, VsId};
+use crate::fhir::terminology::ResolvedCodes;
+use crate::knowledge::conventions::Conventions;
+use crate::knowledge::valueset::{ValueSetIndex, VsId};
 use chrono::{DateTime, Utc};
 use dates::parse_fhir_datetime;
-pub use medication::{IngredientMatch, MedicationFact, MedicationRoute, MedicationSource, ResolvedCodes};
+pub use medication::{IngredientMatch, MedicationFact, MedicationRoute, MedicationSource};
 pub use observation::ObservationFact;
 pub use pregnancy::PregnancyFact;
 
@@ -61,9 +62,9 @@ pub struct PatientFacts {
 }
 
 impl PatientFacts {
-    pub fn build(
+    pub fn build<E>(
         resources: &ResourceSet,
-        conventions: &Conventions,
+        conventions: &Conventions<E>,
         index: &ValueSetIndex,
         resolved: &ResolvedCodes,
         hook: &str,
@@ -120,9 +121,9 @@ pub(crate) fn reference(kind: &str, id: Option<&str>) -> String {
     format!("{kind}/{}", id.unwrap_or("(no id)"))
 }
 
-fn condition_fact(
+fn condition_fact<E>(
     c: &crate::fhir::model::Condition,
-    conventions: &Conventions,
+    conventions: &Conventions<E>,
     index: &ValueSetIndex,
     now: DateTime<Utc>,
 ) -> ConditionFact {

@@ -5,8 +5,8 @@
 use super::dates::parse_fhir_datetime;
 use super::{first_coding, reference, sets_of_concept, CodeRef};
 use crate::fhir::model::{CodeableConcept, Observation, Quantity, ReferenceRange};
-use crate::rules::conventions::ObservationConvention;
-use crate::rules::valueset::{ValueSetIndex, VsId};
+use crate::knowledge::conventions::ObservationConvention;
+use crate::knowledge::valueset::{ValueSetIndex, VsId};
 use chrono::{DateTime, Utc};
 
 #[derive(Debug, Clone)]
@@ -44,9 +44,13 @@ impl ObservationFact {
         match (self.value, &self.unit, &self.value_label, &self.unreadable) {
             (_, _, _, Some(raw)) => raw.clone(),
             (Some(v), Some(u), _, None) => {
-                format!("{}{} {u}", self.comparator.as_deref().unwrap_or(""), crate::rules::eval::format_number(v))
+                format!(
+                    "{}{} {u}",
+                    self.comparator.as_deref().unwrap_or(""),
+                    crate::knowledge::numbers::format_number(v)
+                )
             }
-            (Some(v), None, _, None) => crate::rules::eval::format_number(v),
+            (Some(v), None, _, None) => crate::knowledge::numbers::format_number(v),
             (None, _, Some(l), None) => l.clone(),
             _ => "recorded".to_string(),
         }
@@ -154,10 +158,10 @@ fn fact(base: &Base, part: &Part, index: &ValueSetIndex, notes: &mut Vec<String>
             let what = set.label.as_deref().unwrap_or(&set.id);
             let (raw, why) = match (value, &unit) {
                 (Some(v), Some(u)) => (
-                    format!("{} {}", crate::rules::eval::format_number(v), shorten(u, 20)),
+                    format!("{} {}", crate::knowledge::numbers::format_number(v), shorten(u, 20)),
                     format!("unit '{}' is not convertible to {} for {what}", shorten(u, 20), units.canonical),
                 ),
-                (Some(v), None) => (crate::rules::eval::format_number(v), "it has no unit".to_string()),
+                (Some(v), None) => (crate::knowledge::numbers::format_number(v), "it has no unit".to_string()),
                 (None, _) => ("no value".to_string(), "it has no readable value".to_string()),
             };
             notes.push(format!("{reference}: {what} result {raw} not compared: {why}"));

@@ -7,8 +7,8 @@
 //! pregnancy is not treated as current.
 
 use super::{dates::days_between, ConditionFact, ObservationFact};
-use crate::rules::conventions::PregnancyConvention;
-use crate::rules::valueset::{ValueSetIndex, VsId};
+use crate::knowledge::conventions::PregnancyConvention;
+use crate::knowledge::valueset::{ValueSetIndex, VsId};
 use chrono::{DateTime, Utc};
 
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -187,70 +187,9 @@ fn describe_error(e: &reqwest::Error, timeout: Duration) -> String {
     }
 }
 
-/// Renders a prefetch template with CDS Hooks 2.0 tokens; values are percent-encoded.
-pub fn render_template(template: &str, context: &crate::protocol::Context) -> Result<String, String> {
-    let mut out = String::with_capacity(template.len() + 32);
-    let mut rest = template;
-    while let Some(open) = rest.find("{{") {
-        out.push_str(&rest[..open]);
-        let close = rest[open..].find("}}").ok_or("unclosed token")? + open;
-        let token = rest[open + 2..close].trim();
-        let value =
-            token_value(token, context).ok_or_else(|| format!("token {{{{{token}}}}} has no value in this request"))?;
-        out.push_str(&percent_encode(&value));
-        rest = &rest[close + 2..];
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
-fn token_value(token: &str, context: &crate::protocol::Context) -> Option<String> {
-    if let Some(field) = token.strip_prefix("context.") {
-        return context.token(field).map(str::to_string);
-    }
-    let user = context.user_id.as_deref()?;
-    let (kind, id) = user.split_once('/')?;
-    let wanted = match token {
-        "userPractitionerId" => "Practitioner",
-        "userPractitionerRoleId" => "PractitionerRole",
-        "userPatientId" => "Patient",
-        "userRelatedPersonId" => "RelatedPerson",
-        _ => return None,
-    };
-    (kind == wanted).then(|| id.to_string())
-}
-
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn templates_render_with_encoded_tokens() {
-        let ctx = crate::protocol::Context {
-            user_id: Some("Practitioner/dr1".into()),
-            patient_id: Some("p 1&x=y".into()),
-            ..Default::default()
-        };
-        assert_eq!(
-            render_template("Condition?patient={{context.patientId}}", &ctx).unwrap(),
-            "Condition?patient=p%201%26x%3Dy"
-        );
-        assert_eq!(render_template("Practitioner/{{userPractitionerId}}", &ctx).unwrap(), "Practitioner/dr1");
-        assert!(render_template("Patient/{{userPatientId}}", &ctx).is_err());
-        assert!(render_template("Encounter/{{context.encounterId}}", &ctx).is_err());
-    }
 
     #[test]
     fn prefixes_stop_at_path_boundaries() {

@@ -4,10 +4,10 @@
 //! dropped alone and reported; a resource whose decision element cannot be read is skipped
 //! and reported; neither ever hides the others.
 
+use super::head::{fast_head, ResourceHead};
 use super::model::*;
+use super::prefetch::{Entry, PrefetchValue};
 use super::tolerant::{bounded, read_json, read_kind, read_value, IgnoredElement, Read, ReadError};
-use crate::protocol::prefetch::{Entry, PrefetchValue};
-use crate::protocol::request::{fast_head, ResourceHead};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::HashSet;

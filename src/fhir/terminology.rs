@@ -14,10 +14,10 @@
 //! The lookups of one request run concurrently under the request's remaining FHIR deadline:
 //! a code not answered by then reads as "did not answer in time", and the hook goes on.
 
-use crate::facts::medication::{codes_to_resolve, is_rxcui, LookupFailure, ResolvedCodes, RXNORM};
-use crate::fhir::resources::ResourceSet;
-use crate::rules::RuleBook;
+mod resolved;
+
 use futures_util::StreamExt;
+pub use resolved::{is_rxcui, LookupFailure, ResolvedCodes, RXNORM};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -67,21 +67,6 @@ pub struct TerminologyClient {
 }
 
 type Answer = Result<Vec<String>, LookupFailure>;
-
-/// The codes of a request that need a lookup, resolved by `client` before `deadline`.
-/// Without a client, every such medication is warned about as "no terminology service is
-/// configured" when the facts are built.
-pub async fn resolve_medications(
-    client: Option<&TerminologyClient>,
-    book: &RuleBook,
-    resources: &ResourceSet,
-    deadline: Instant,
-) -> ResolvedCodes {
-    match client {
-        None => ResolvedCodes::none(),
-        Some(client) => client.resolve(codes_to_resolve(resources, &book.conventions, &book.index), deadline).await,
-    }
-}
 
 impl TerminologyClient {
     pub fn new(config: TerminologyConfig) -> Result<Self, TerminologyError> {

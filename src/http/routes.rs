@@ -4,7 +4,8 @@
 use super::error::ApiError;
 use super::middleware::{HookInstanceTag, ServiceTag};
 use super::AppState;
-use crate::protocol::{CdsRequest, CdsResponse, DiscoveryResponse, OperationOutcome};
+use crate::fhir::CdsRequest;
+use crate::protocol::{CdsResponse, DiscoveryResponse, OperationOutcome};
 use crate::service::{run_call, CallContext, Feedback, ServiceCall, ServiceError};
 use actix_web::http::header;
 use actix_web::web::{self, Bytes, BytesMut};

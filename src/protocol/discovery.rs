@@ -1,5 +1,6 @@
 //! Discovery (`GET /cds-services`): the list of services this host offers.
 
+use super::template::PrefetchTemplate;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -19,7 +20,8 @@ pub struct ServiceDefinition {
     pub id: String,
     /// Key -> prefetch template. BTreeMap keeps discovery output stable.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub prefetch: BTreeMap<String, String>,
+    #[schema(value_type = BTreeMap<String, String>)]
+    pub prefetch: BTreeMap<String, PrefetchTemplate>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage_requirements: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -43,28 +45,15 @@ pub fn allowed_prefetch_tokens(hook: &str) -> &'static [&'static str] {
     }
 }
 
-/// Every `{{token}}` in a template; `Err` names the first malformed one.
-pub fn template_tokens(template: &str) -> Result<Vec<&str>, String> {
-    let mut tokens = Vec::new();
-    let mut rest = template;
-    while let Some(start) = rest.find("{{") {
-        let after = &rest[start + 2..];
-        let end = after.find("}}").ok_or_else(|| format!("unclosed '{{{{' in template {template:?}"))?;
-        tokens.push(after[..end].trim());
-        rest = &after[end + 2..];
-    }
-    if rest.contains("}}") {
-        return Err(format!("unmatched '}}}}' in template {template:?}"));
-    }
-    Ok(tokens)
-}
-
 impl ServiceDefinition {
     /// Checks that every prefetch template uses only 2.0 tokens for this service's hook.
     pub fn check_prefetch_tokens(&self) -> Result<(), String> {
         let allowed = allowed_prefetch_tokens(&self.hook);
         for (key, template) in &self.prefetch {
-            for token in template_tokens(template).map_err(|e| format!("prefetch {key}: {e}"))? {
+            if let Some(e) = template.problem() {
+                return Err(format!("prefetch {key}: {e}"));
+            }
+            for token in template.tokens() {
                 if !allowed.contains(&token) {
                     return Err(format!(
                         "prefetch {key}: token {{{{{token}}}}} is not a CDS Hooks 2.0 prefetch token for hook {}",
@@ -83,17 +72,15 @@ mod tests {
 
     #[test]
     fn tokens_are_extracted_and_checked() {
-        assert_eq!(
-            template_tokens("Observation?patient={{context.patientId}}&x={{ userPractitionerId }}").unwrap(),
-            vec!["context.patientId", "userPractitionerId"]
-        );
-        assert!(template_tokens("Patient/{{context.patientId").is_err());
+        let template = PrefetchTemplate::parse("Observation?patient={{context.patientId}}&x={{ userPractitionerId }}");
+        assert_eq!(template.unwrap().tokens().collect::<Vec<_>>(), vec!["context.patientId", "userPractitionerId"]);
+        assert!(PrefetchTemplate::parse("Patient/{{context.patientId").is_err());
         let mut svc = ServiceDefinition {
             hook: "patient-view".into(),
             title: None,
             description: "d".into(),
             id: "x".into(),
-            prefetch: BTreeMap::from([("p".to_string(), "Patient/{{context.patientId}}".to_string())]),
+            prefetch: BTreeMap::from([("p".to_string(), "Patient/{{context.patientId}}".into())]),
             usage_requirements: None,
             extension: None,
         };

@@ -6,13 +6,14 @@
 pub mod discovery;
 pub mod feedback;
 pub mod outcome;
-pub mod prefetch;
 pub mod request;
 pub mod response;
 pub mod schemas;
+pub mod template;
 
 pub use discovery::{DiscoveryResponse, ServiceDefinition};
 pub use outcome::{IssueCode, OperationOutcome};
-pub use request::{CdsRequest, Context, FhirAuthorization, RequestError};
+pub use request::{CdsRequest, Context, FhirAuthorization, PrefetchRead, RequestError};
 pub use response::{Action, ActionType, Card, CdsResponse, Coding, Indicator, Link, Source, Suggestion};
 pub use schemas::{SchemaError, SchemaSet};
+pub use template::{PrefetchTemplate, TemplateError};

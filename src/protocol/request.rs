@@ -4,16 +4,41 @@
 //! `schemas/request.schema.json`, its context matched the hook's definition, its hook is the
 //! service's hook and the contract's cross-field invariants hold.
 
-use super::prefetch::PrefetchValue;
 use super::schemas::{Document, SchemaError, SchemaSet};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
+/// How a prefetch value is read from the request, chosen by the layer that reads its resources
+/// (`fhir::prefetch::PrefetchValue` reads FHIR into typed models in the same pass as
+/// the request; `serde_json::Value` keeps plain JSON). The protocol only needs what the request
+/// schema checks of it.
+pub trait PrefetchRead: for<'de> Deserialize<'de> {
+    /// What the request schema needs to see of it.
+    fn schema_stub(&self) -> Value;
+    /// From an already parsed value (eval, tests).
+    fn from_value(value: Value) -> Self;
+}
+
+/// Prefetch kept as plain JSON.
+impl PrefetchRead for Value {
+    fn schema_stub(&self) -> Value {
+        self.clone()
+    }
+
+    fn from_value(value: Value) -> Self {
+        value
+    }
+}
+
+// A service call, generic over how its prefetch values are read (see `PrefetchRead`); the
+// service uses `fhir::CdsRequest`, whose prefetch is read into typed FHIR as it is parsed.
+// (Not a doc comment: it would become the OpenAPI description of the request.)
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct CdsRequest {
+#[serde(rename_all = "camelCase", bound(deserialize = "P: Deserialize<'de>"))]
+#[schema(bound = "")]
+pub struct CdsRequest<P> {
     pub hook: String,
     pub hook_instance: String,
     #[serde(default)]
@@ -26,7 +51,7 @@ pub struct CdsRequest {
     /// means the client did not supply it: the two cases are different (contract §1.5).
     #[serde(default)]
     #[schema(value_type = Object)]
-    pub prefetch: BTreeMap<String, PrefetchValue>,
+    pub prefetch: BTreeMap<String, P>,
     #[serde(default)]
     pub extension: Option<Map<String, Value>>,
 }
@@ -115,7 +140,7 @@ impl std::fmt::Display for RequestError {
     }
 }
 
-impl CdsRequest {
+impl<P: PrefetchRead> CdsRequest<P> {
     /// Parses and checks a request body for a service that answers `expected_hook`.
     ///
     /// The prefetch resources (most of the bytes) are not built into a JSON tree: the schema
@@ -130,7 +155,7 @@ impl CdsRequest {
         // object, prefetch not an object, bad JSON) takes the full parse for a precise error.
         // (A derived struct would also accept a JSON array positionally: objects only.)
         let is_object = text.trim_start().starts_with('{');
-        let top: TopLevel = match serde_json::from_str(text) {
+        let top: TopLevel<P> = match serde_json::from_str(text) {
             Ok(t) if is_object => t,
             _ => {
                 let value: Value = serde_json::from_str(text).map_err(|e| RequestError::Malformed(e.to_string()))?;
@@ -169,10 +194,10 @@ impl CdsRequest {
     /// The same checks on an already parsed request (used by `eval`, `check` and tests).
     pub fn from_value(value: Value, schemas: &SchemaSet, expected_hook: &str) -> Result<Self, RequestError> {
         let mut stubbed = value;
-        let prefetch: Option<BTreeMap<String, PrefetchValue>> = match stubbed.get_mut("prefetch") {
+        let prefetch: Option<BTreeMap<String, P>> = match stubbed.get_mut("prefetch") {
             Some(Value::Object(map)) => {
-                let values: BTreeMap<String, PrefetchValue> =
-                    std::mem::take(map).into_iter().map(|(k, v)| (k, PrefetchValue::from_value(v))).collect();
+                let values: BTreeMap<String, P> =
+                    std::mem::take(map).into_iter().map(|(k, v)| (k, P::from_value(v))).collect();
                 *map = values.iter().map(|(k, v)| (k.clone(), v.schema_stub())).collect();
                 Some(values)
             }
@@ -194,7 +219,7 @@ impl CdsRequest {
             return Err(RequestError::HookMismatch { expected: expected_hook.into(), got: hook.into() });
         }
         schemas.validate_context(hook, &value["context"]).map_err(RequestError::Invalid)?;
-        let request: CdsRequest = serde_json::from_value(value)
+        let request: CdsRequest<P> = serde_json::from_value(value)
             .map_err(|e| RequestError::Invalid(vec![SchemaError { pointer: String::new(), message: e.to_string() }]))?;
         request.check_invariants().map_err(RequestError::Invalid)?;
         Ok(request)
@@ -238,8 +263,8 @@ impl CdsRequest {
 /// next, they are small), prefetch values as raw JSON (parsed later, once, into typed FHIR).
 /// Unknown members are skipped.
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct TopLevel<'a> {
+#[serde(rename_all = "camelCase", bound(deserialize = "P: Deserialize<'de>"))]
+struct TopLevel<'a, P> {
     #[serde(borrow, default)]
     hook: Option<&'a RawValue>,
     #[serde(borrow, default)]
@@ -254,7 +279,7 @@ struct TopLevel<'a> {
     extension: Option<&'a RawValue>,
     /// Absent → None; `null` → Some(None) (the schema refuses it); an object → its members.
     #[serde(default, deserialize_with = "present")]
-    prefetch: Option<Option<BTreeMap<String, PrefetchValue>>>,
+    prefetch: Option<Option<BTreeMap<String, P>>>,
 }
 
 fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
@@ -263,73 +288,6 @@ where
     T: Deserialize<'de>,
 {
     T::deserialize(d).map(Some)
-}
-
-/// `resourceType` and `id` of a resource from its leading members, without scanning the
-/// rest: FHIR JSON conventionally starts with them. `None` when the text does not start
-/// that way (the caller then reads it properly).
-pub fn fast_head(text: &str) -> Option<(&str, Option<&str>)> {
-    let b = text.as_bytes();
-    let mut i = 0;
-    let skip_ws = |i: &mut usize| {
-        while *i < b.len() && b[*i].is_ascii_whitespace() {
-            *i += 1;
-        }
-    };
-    // A JSON string without escapes, starting at b[*i] == '"'.
-    let string = |i: &mut usize| -> Option<&str> {
-        if b.get(*i) != Some(&b'"') {
-            return None;
-        }
-        let start = *i + 1;
-        let len = b[start..].iter().position(|&c| c == b'"' || c == b'\\')?;
-        if b[start + len] != b'"' {
-            return None;
-        }
-        *i = start + len + 1;
-        text.get(start..start + len)
-    };
-    skip_ws(&mut i);
-    if b.get(i) != Some(&b'{') {
-        return None;
-    }
-    i += 1;
-    let (mut kind, mut id) = (None, None);
-    for _ in 0..4 {
-        skip_ws(&mut i);
-        let key = string(&mut i)?;
-        skip_ws(&mut i);
-        if b.get(i) != Some(&b':') {
-            return None;
-        }
-        i += 1;
-        skip_ws(&mut i);
-        let value = string(&mut i)?;
-        match key {
-            "resourceType" => kind = Some(value),
-            "id" => id = Some(value),
-            _ => {}
-        }
-        if let (Some(k), Some(_)) = (kind, id) {
-            return Some((k, id));
-        }
-        skip_ws(&mut i);
-        match b.get(i) {
-            Some(b',') => i += 1,
-            Some(b'}') => return kind.map(|k| (k, id)),
-            _ => return None,
-        }
-    }
-    None
-}
-
-/// The first two top-level members of a resource, read without building the rest.
-#[derive(Deserialize)]
-pub struct ResourceHead<'a> {
-    #[serde(rename = "resourceType", borrow, default)]
-    pub resource_type: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow, default)]
-    pub id: Option<std::borrow::Cow<'a, str>>,
 }
 
 /// `Type/id` of each resource in a draft-orders Bundle.
@@ -365,15 +323,8 @@ mod tests {
     }
 
     #[test]
-    fn null_prefetch_is_kept_distinct_from_absent() {
-        let r = CdsRequest::from_value(pv(), &schemas(), "patient-view").unwrap();
-        assert!(matches!(r.prefetch.get("patient"), Some(PrefetchValue::Null)));
-        assert!(!r.prefetch.contains_key("conditions"));
-    }
-
-    #[test]
     fn hook_must_match_service() {
-        let e = CdsRequest::from_value(pv(), &schemas(), "order-sign").unwrap_err();
+        let e = CdsRequest::<Value>::from_value(pv(), &schemas(), "order-sign").unwrap_err();
         assert!(matches!(e, RequestError::HookMismatch { .. }));
     }
 
@@ -382,7 +333,7 @@ mod tests {
         let mut v = pv();
         v["fhirAuthorization"] =
             json!({"access_token": "t", "token_type": "Bearer", "expires_in": 300, "scope": "s", "subject": "c"});
-        let e = CdsRequest::from_value(v, &schemas(), "patient-view").unwrap_err();
+        let e = CdsRequest::<Value>::from_value(v, &schemas(), "patient-view").unwrap_err();
         assert!(e.to_string().contains("fhirServer"), "{e}");
     }
 
@@ -396,26 +347,8 @@ mod tests {
                 "draftOrders": {"resourceType": "Bundle", "type": "collection", "entry": [
                     {"resource": {"resourceType": "MedicationRequest", "id": "m1"}}]}}
         });
-        let e = CdsRequest::from_value(v, &schemas(), "order-select").unwrap_err();
+        let e = CdsRequest::<Value>::from_value(v, &schemas(), "order-select").unwrap_err();
         assert!(e.to_string().contains("/context/selections/0"), "{e}");
-    }
-
-    #[test]
-    fn fast_head_reads_leading_members_or_declines() {
-        assert_eq!(
-            fast_head(r#"{"resourceType": "Observation", "id": "o1", "status": {"x": 1}}"#),
-            Some(("Observation", Some("o1")))
-        );
-        assert_eq!(fast_head(r#" { "id":"p", "resourceType":"Patient"} "#), Some(("Patient", Some("p"))));
-        assert_eq!(
-            fast_head(r#"{"resourceType":"Bundle","type":"searchset","entry":[]}"#),
-            None,
-            "id not among leading strings"
-        );
-        assert_eq!(fast_head(r#"{"resourceType":"Bundle"}"#), Some(("Bundle", None)));
-        assert_eq!(fast_head(r#"{"meta":{},"resourceType":"Patient"}"#), None);
-        assert_eq!(fast_head(r#"{"resourceType":"Pat\u0069ent"}"#), None, "escapes decline");
-        assert_eq!(fast_head("[1]"), None);
     }
 
     #[test]

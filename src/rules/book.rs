@@ -2,11 +2,11 @@
 //! directory, each file checked against its schema, every name resolved, no cycles, every
 //! summary short enough. Any problem is reported as `file: JSON pointer: message`.
 
-use super::conventions::Conventions;
-use super::expr::{Expr, Resolver};
+use super::expr::{Expr, ExprFile, Resolver};
 use super::model::{Expectation, Population, Rule, RuleFile};
-use super::valueset::{ValueSetFile, ValueSetIndex, VsId};
-use crate::catalog::{read_json, LoadError};
+use crate::knowledge::conventions::Conventions;
+use crate::knowledge::load::{json_files, load_value_sets, read_json, LoadError};
+use crate::knowledge::valueset::{ValueSetIndex, VsId};
 use crate::protocol::schemas::{Document, SchemaSet};
 use crate::protocol::Coding;
 use std::collections::HashMap;
@@ -17,7 +17,7 @@ pub const KNOWN_HOOKS: [&str; 3] = ["patient-view", "order-select", "order-sign"
 #[derive(Debug, Clone)]
 pub struct RuleBook {
     pub index: ValueSetIndex,
-    pub conventions: Conventions,
+    pub conventions: Conventions<ExprFile>,
     pub named_facts: Vec<(String, Expr)>,
     /// In evaluation order: a rule comes after every rule its expressions refer to.
     pub rules: Vec<Rule>,
@@ -42,46 +42,12 @@ impl RuleBook {
             message,
         };
 
-        // Value sets.
-        let mut vs_files = Vec::new();
-        for file in json_files(&dir.join("valuesets"), &mut errors) {
-            match read_json(&file) {
-                Ok(v) => {
-                    if let Err(es) = schemas.validate(Document::ValueSet, &v) {
-                        errors.extend(es.into_iter().map(|e| err(&file, &e.pointer, e.message)));
-                        continue;
-                    }
-                    match serde_json::from_value::<ValueSetFile>(v) {
-                        Ok(vs) => {
-                            if file.file_stem().and_then(|s| s.to_str()) != Some(vs.id.as_str()) {
-                                errors.push(err(&file, "/id", format!("id '{}' must equal the file name", vs.id)));
-                            }
-                            vs_files.push(vs);
-                        }
-                        Err(e) => errors.push(err(&file, "", e.to_string())),
-                    }
-                }
-                Err(e) => errors.push(e),
-            }
-        }
-        let converter = match super::valueset::load_unit_converter(dir, schemas) {
-            Ok(c) => c,
-            Err(es) => return Err(errors.into_iter().chain(es).collect()),
-        };
-        let mut index = match ValueSetIndex::build(vs_files, &converter) {
-            Ok(i) => i,
-            Err(es) => {
-                let vdir = dir.join("valuesets");
-                errors.extend(es.into_iter().map(|(id, m)| err(&vdir.join(format!("{id}.json")), "", m)));
-                return Err(errors);
-            }
-        };
-        // Brand names and route words: medication vocabulary read with the value sets it maps to.
-        index.vocabulary = super::vocabulary::MedicationVocabulary::load(dir, schemas, &index, &mut errors);
+        // Value sets, units and medication vocabulary.
+        let Some(index) = load_value_sets(dir, schemas, &mut errors) else { return Err(errors) };
 
         // Conventions and override reasons.
         let conv_file = dir.join("conventions.json");
-        let conventions: Option<Conventions> = read_json(&conv_file)
+        let conventions: Option<Conventions<ExprFile>> = read_json(&conv_file)
             .map_err(|e| errors.push(e))
             .ok()
             .and_then(|v| serde_json::from_value(v).map_err(|e| errors.push(err(&conv_file, "", e.to_string()))).ok());
@@ -249,7 +215,7 @@ impl RuleBook {
                 }
             }
             for (ptr, s) in summaries {
-                match super::placeholder::max_filled_length(&s) {
+                match crate::knowledge::placeholder::max_filled_length(&s) {
                     Ok(n) if n >= 140 => errors.push(err(
                         file,
                         &ptr,
@@ -346,27 +312,6 @@ impl RuleBook {
             }
         }
         Ok(RuleBook { index, conventions, named_facts, rules, anchored, unanchored, override_reasons, policy })
-    }
-}
-
-fn json_files(dir: &Path, errors: &mut Vec<LoadError>) -> Vec<PathBuf> {
-    match std::fs::read_dir(dir) {
-        Ok(entries) => {
-            let mut files: Vec<PathBuf> = entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "json"))
-                .collect();
-            files.sort();
-            files
-        }
-        Err(e) => {
-            errors.push(LoadError {
-                file: dir.to_path_buf(),
-                pointer: String::new(),
-                message: format!("cannot read directory: {e}"),
-            });
-            Vec::new()
-        }
     }
 }
 

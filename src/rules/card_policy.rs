@@ -5,7 +5,7 @@ use super::expr::{Expr, Resolver};
 use super::lab_orders::{self, LabOrderSpec, LabOrdersFile};
 use super::merged::{self, MergedCard, MergedCardsFile};
 use super::model::RuleFile;
-use crate::catalog::{read_json, LoadError};
+use crate::knowledge::load::{read_json, LoadError};
 use crate::protocol::schemas::{Document, SchemaSet};
 use serde::de::DeserializeOwned;
 use std::path::Path;

@@ -4,9 +4,9 @@
 use super::book::RuleBook;
 use super::expr::{DraftOrderTest, Expr, ReasonFilter, RouteName};
 use super::lab_orders::{OrderDecision, ResultMatch};
-use super::valueset::VsId;
 use crate::facts::dates::days_between;
 use crate::facts::PatientFacts;
+use crate::knowledge::valueset::VsId;
 use crate::protocol::Indicator;
 use std::cell::RefCell;
 
@@ -385,16 +385,5 @@ impl Ctx<'_> {
             Expr::Hook(hooks) => hooks.contains(&f.hook).then(Vec::new),
             Expr::RuleFired(i) => self.fired[*i].then(Vec::new),
         }
-    }
-}
-
-/// Numbers as a clinician writes them: no trailing zeros, at most two decimals.
-pub fn format_number(v: f64) -> String {
-    let s = format!("{:.2}", v);
-    let s = s.trim_end_matches('0').trim_end_matches('.');
-    if s == "-0" {
-        "0".to_string()
-    } else {
-        s.to_string()
     }
 }

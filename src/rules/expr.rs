@@ -1,7 +1,7 @@
 //! Trigger expressions: the file format (what informaticists write) and the compiled form
 //! (names resolved to indices once, at load, so evaluation never looks up strings).
 
-use super::valueset::{ValueSetIndex, VsId};
+use crate::knowledge::valueset::{ValueSetIndex, VsId};
 use serde::Deserialize;
 
 /// A boolean expression over typed predicates, as written in rule files.

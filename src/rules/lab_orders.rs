@@ -4,7 +4,7 @@
 //! `not_when` condition is an expression over the same value sets.
 
 use super::expr::{Expr, ExprFile, Resolver};
-use super::valueset::VsId;
+use crate::knowledge::valueset::VsId;
 use crate::protocol::Indicator;
 use serde::Deserialize;
 use std::collections::BTreeMap;

@@ -4,17 +4,12 @@
 
 pub mod book;
 pub mod card_policy;
-pub mod conventions;
 pub mod eval;
 pub mod expr;
 pub mod lab_orders;
 pub mod merged;
 pub mod model;
 mod observed;
-pub mod phrases;
-pub mod placeholder;
-pub mod valueset;
-pub mod vocabulary;
 
 pub use book::RuleBook;
 pub use eval::{evaluate, Evidence, Finding};

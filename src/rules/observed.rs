@@ -8,9 +8,10 @@
 //! more abnormal one is used and the card names the other. Facts are sorted totally, so the
 //! outcome never depends on the order of resources in the request.
 
-use super::eval::{format_number, Comparison, Ctx, ObservationEvidence};
+use super::eval::{Comparison, Ctx, ObservationEvidence};
 use super::expr::{Comparator, ObservationTest, Threshold};
 use crate::facts::ObservationFact;
+use crate::knowledge::numbers::format_number;
 
 impl Ctx<'_> {
     pub(super) fn observation(&self, t: &ObservationTest) -> Option<ObservationEvidence> {

@@ -7,9 +7,11 @@ use super::error::ServiceError;
 use super::evaluate::{evaluate_with_snoozes, plan_prefetch, Evaluation};
 use super::prefetch::complete_prefetch;
 use crate::catalog::Catalog;
+use crate::facts::medication::resolve_medications;
 use crate::fhir::client::FhirClient;
-use crate::fhir::terminology::{resolve_medications, TerminologyClient};
-use crate::protocol::{CdsRequest, CdsResponse, ServiceDefinition};
+use crate::fhir::terminology::TerminologyClient;
+use crate::fhir::CdsRequest;
+use crate::protocol::{CdsResponse, ServiceDefinition};
 use crate::store::FeedbackStore;
 use chrono::{DateTime, Utc};
 use std::collections::HashSet;
@@ -64,7 +66,9 @@ pub async fn run_call(call: ServiceCall<'_>, ctx: &CallContext<'_>) -> Result<Ca
     // Product codes nothing else recognised: named by the terminology service, in what is left
     // of the FHIR deadline.
     let deadline = started + ctx.fhir.map_or(DEFAULT_BUDGET, |f| f.config.timeout);
-    let resolved = resolve_medications(ctx.terminology, &catalog.rules, &resources, deadline).await;
+    let resolved =
+        resolve_medications(ctx.terminology, &catalog.rules.conventions, &catalog.rules.index, &resources, deadline)
+            .await;
     let patient_key =
         ctx.feedback.as_ref().map(|f| f.store.keyer.key(request.context.patient_id.as_deref().unwrap_or("")));
     let snoozed: HashSet<String> = match (&ctx.feedback, &patient_key) {

@@ -5,7 +5,8 @@
 
 use super::call::{run_call, CallContext, CallOutcome, ServiceCall};
 use crate::catalog::Catalog;
-use crate::protocol::{CdsRequest, CdsResponse, SchemaSet};
+use crate::fhir::CdsRequest;
+use crate::protocol::{CdsResponse, SchemaSet};
 use crate::rules::model::{Expectation, Rule, TestCase};
 use serde_json::{json, Map, Value};
 use std::future::Future;
@@ -41,9 +42,9 @@ pub fn build_request(
         service
             .prefetch
             .iter()
-            .find(|(_, t)| t.starts_with(&format!("{kind}?")) || t.starts_with(&format!("{kind}/")))
+            .find(|(_, t)| t.as_str().starts_with(&format!("{kind}?")) || t.as_str().starts_with(&format!("{kind}/")))
             .map(|(k, _)| k.clone())
-            .or_else(|| service.prefetch.iter().find(|(_, t)| t.contains('?')).map(|(k, _)| k.clone()))
+            .or_else(|| service.prefetch.iter().find(|(_, t)| t.as_str().contains('?')).map(|(k, _)| k.clone()))
     };
     for resource in resources {
         let kind = resource.get("resourceType").and_then(Value::as_str).unwrap_or("");

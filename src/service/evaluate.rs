@@ -3,10 +3,12 @@
 //! [`super::call::run_call`] (asynchronously) through [`crate::fhir::client`].
 
 use crate::cards::build_cards;
-use crate::facts::{PatientFacts, ResolvedCodes};
+use crate::facts::PatientFacts;
+use crate::fhir::prefetch::PrefetchValue;
+use crate::fhir::terminology::ResolvedCodes;
+use crate::fhir::CdsRequest;
 use crate::fhir::ResourceSet;
-use crate::protocol::prefetch::PrefetchValue;
-use crate::protocol::{CdsRequest, CdsResponse, Indicator, ServiceDefinition};
+use crate::protocol::{CdsResponse, Indicator, PrefetchTemplate, ServiceDefinition};
 use crate::rules::{evaluate as evaluate_rules, RuleBook};
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -19,7 +21,7 @@ pub const WARNINGS_EXTENSION: &str = "org.leg-cramp-cds.warnings";
 pub struct PrefetchPlan {
     pub resources: ResourceSet,
     /// (key, template) of keys the client did not supply (absent, or an OperationOutcome).
-    pub missing: Vec<(String, String)>,
+    pub missing: Vec<(String, PrefetchTemplate)>,
     /// (key, next-page URL) of searchset Bundles the client paginated.
     pub continuations: Vec<(String, String)>,
 }

@@ -4,9 +4,9 @@
 
 use super::error::{MissingKey, ServiceError};
 use super::evaluate::PrefetchPlan;
-use crate::fhir::client::{render_template, FhirClient};
+use crate::fhir::client::FhirClient;
+use crate::fhir::CdsRequest;
 use crate::fhir::ResourceSet;
-use crate::protocol::CdsRequest;
 
 /// Why a key is missing when the request names no FHIR server.
 const NO_SERVER: &str = "not supplied in prefetch and the request has no fhirServer to fetch it from";
@@ -29,7 +29,7 @@ pub async fn complete_prefetch(
         match (server, fhir) {
             (None, _) => failures.push(MissingKey::new(key, NO_SERVER)),
             (Some(_), None) => failures.push(MissingKey::new(key, NO_CLIENT)),
-            (Some(base), Some(_)) => match render_template(&template, &request.context) {
+            (Some(base), Some(_)) => match template.render(&request.context).map_err(|e| e.to_string()) {
                 Ok(query) => fetches.push((key, format!("{}/{}", base.trim_end_matches('/'), query))),
                 Err(e) => failures.push(MissingKey::new(key, e)),
             },

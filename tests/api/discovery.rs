@@ -1,8 +1,8 @@
 use crate::helpers::*;
-use leg_cramp_cds::protocol::discovery::{allowed_prefetch_tokens, template_tokens};
+use leg_cramp_cds::protocol::discovery::allowed_prefetch_tokens;
 use leg_cramp_cds::protocol::response::empty_value_paths;
 use leg_cramp_cds::protocol::schemas::Document;
-use leg_cramp_cds::protocol::SchemaSet;
+use leg_cramp_cds::protocol::{PrefetchTemplate, SchemaSet};
 
 #[tokio::test]
 async fn discovery_lists_exactly_the_three_services() {
@@ -44,7 +44,8 @@ async fn every_prefetch_template_uses_only_2_0_tokens() {
         assert!(prefetch.contains_key("patient"), "{s}");
         for (key, template) in prefetch {
             let template = template.as_str().unwrap();
-            let tokens = template_tokens(template).unwrap();
+            let parsed = PrefetchTemplate::parse(template).unwrap();
+            let tokens: Vec<&str> = parsed.tokens().collect();
             assert!(!tokens.is_empty(), "{key}: {template} has no token");
             for t in tokens {
                 assert!(allowed_prefetch_tokens(hook).contains(&t), "{key}: {{{{{t}}}}} is not a 2.0 token");

@@ -2,7 +2,8 @@
 use crate::rules::catalog;
 use chrono::{DateTime, Utc};
 use leg_cramp_cds::catalog::Catalog;
-use leg_cramp_cds::facts::{PatientFacts, ResolvedCodes};
+use leg_cramp_cds::facts::PatientFacts;
+use leg_cramp_cds::fhir::terminology::ResolvedCodes;
 use leg_cramp_cds::fhir::ResourceSet;
 use serde_json::{json, Value};
 

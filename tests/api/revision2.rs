@@ -3,8 +3,8 @@
 
 use crate::helpers::*;
 use crate::rules::catalog;
+use leg_cramp_cds::fhir::CdsRequest;
 use leg_cramp_cds::protocol::schemas::SchemaSet;
-use leg_cramp_cds::protocol::CdsRequest;
 use leg_cramp_cds::rules::model::Expectation;
 use leg_cramp_cds::service::cases::request_for;
 use leg_cramp_cds::service::{evaluate, plan_prefetch};

@@ -2,7 +2,8 @@
 //! out of `eval` and of the pipeline, today and years from now (dates are relative).
 use crate::helpers::*;
 use crate::rules::catalog;
-use leg_cramp_cds::protocol::{CdsRequest, SchemaSet};
+use leg_cramp_cds::fhir::CdsRequest;
+use leg_cramp_cds::protocol::SchemaSet;
 use leg_cramp_cds::service::{evaluate, plan_prefetch};
 use serde_json::Value;
 

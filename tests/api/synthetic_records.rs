@@ -3,7 +3,8 @@
 //! request: evaluated without error. One record's extracted facts are asserted.
 use crate::helpers::*;
 use crate::rules::catalog;
-use leg_cramp_cds::facts::{PatientFacts, ResolvedCodes};
+use leg_cramp_cds::facts::PatientFacts;
+use leg_cramp_cds::fhir::terminology::ResolvedCodes;
 use leg_cramp_cds::fhir::ResourceSet;
 use leg_cramp_cds::service::cases::build_request;
 use serde_json::Value;

@@ -8,7 +8,7 @@
 //! every unit of another dimension must give `None`.
 use crate::helpers::*;
 use crate::rules::{catalog, NOW};
-use leg_cramp_cds::rules::valueset::Units;
+use leg_cramp_cds::knowledge::valueset::Units;
 use leg_cramp_cds::service::cases::build_request;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};

@@ -8,9 +8,9 @@
 use super::{IngredientMatch, MedicationRecord, MedicationRoute, ResolvedCodes, RXNORM};
 use crate::fhir::model::{CodeableConcept, Condition, Medication, Reference};
 use crate::fhir::resources::ResourceSet;
-use crate::rules::phrases::{words, Words};
-use crate::rules::valueset::{canonical_system, ValueSetIndex, VsId};
-use crate::rules::vocabulary::Brand;
+use crate::knowledge::phrases::{words, Words};
+use crate::knowledge::valueset::{canonical_system, ValueSetIndex, VsId};
+use crate::knowledge::vocabulary::Brand;
 use serde_json::Value;
 
 /// The product a record names: its own concept, and the Medication it references.

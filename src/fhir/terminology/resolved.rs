@@ -1,9 +1,12 @@
 //! What an optional terminology service said about the RxNorm codes of one request: the
 //! ingredient names of each code it resolved, or why a code was not resolved. Filled by
-//! [`crate::fhir::terminology`] in a live call; empty offline (`check`, `eval`, tests), where
+//! [`super::TerminologyClient`] in a live call; empty offline (`check`, `eval`, tests), where
 //! every code reads as "no terminology service is configured".
 
 use std::collections::HashMap;
+
+/// The RxNorm code system.
+pub const RXNORM: &str = "http://www.nlm.nih.gov/research/umls/rxnorm";
 
 /// Why an RxNorm code could not be turned into ingredients. The text goes into the
 /// response's warnings after the medication's reference.

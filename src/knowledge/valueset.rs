@@ -2,8 +2,8 @@
 //! code → value sets, so that looking up a patient's code costs the same however many
 //! codes and rules there are.
 
-use super::phrases::PhraseIndex;
-use crate::catalog::{read_json, LoadError};
+use crate::knowledge::load::{read_json, LoadError};
+use crate::knowledge::phrases::PhraseIndex;
 use crate::knowledge::units::{UnitConverter, UnitSpec};
 use crate::protocol::schemas::{Document, SchemaSet};
 use serde::Deserialize;
@@ -126,7 +126,7 @@ pub struct ValueSetIndex {
     /// ingredient name → sets.
     ingredients: PhraseIndex<VsId>,
     /// Brand names and route words (`cards/brands.json`, `cards/medication-forms.json`).
-    pub vocabulary: super::vocabulary::MedicationVocabulary,
+    pub vocabulary: crate::knowledge::vocabulary::MedicationVocabulary,
 }
 
 impl ValueSetIndex {
@@ -162,7 +162,11 @@ impl ValueSetIndex {
                 }
             }
             for word in file.salts.iter().flat_map(|s| &s.words) {
-                if !file.ingredients.iter().any(|i| super::phrases::words(i) == super::phrases::words(word)) {
+                if !file
+                    .ingredients
+                    .iter()
+                    .any(|i| crate::knowledge::phrases::words(i) == crate::knowledge::phrases::words(word))
+                {
                     errors.push((file.id.clone(), format!("salt word {word:?} is not one of the ingredients")));
                 }
             }

@@ -8,11 +8,14 @@
 //! one-element arrays there too). If any resource does not parse that way, reading the
 //! request fails and the caller re-reads it the slow, careful way
 //! ([`PrefetchValue::from_value`]): every resource kept raw and read on its own by the
-//! tolerant reader ([`crate::fhir::tolerant`]), so a bad element or resource costs only
+//! tolerant reader ([`super::tolerant`]), so a bad element or resource costs only
 //! itself.
+//!
+//! [`CdsRequest`] is the protocol's request with its prefetch read this way.
 
-use crate::fhir::model::Resource;
-use crate::fhir::one_or_many::one_or_many;
+use super::model::Resource;
+use super::one_or_many::one_or_many;
+use crate::protocol::request::PrefetchRead;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -49,9 +52,12 @@ pub enum PrefetchValue {
     Invalid(Value),
 }
 
-impl PrefetchValue {
+/// The service call as the service reads it: prefetch resources typed in the same pass.
+pub type CdsRequest = crate::protocol::CdsRequest<PrefetchValue>;
+
+impl PrefetchRead for PrefetchValue {
     /// What the request schema needs to see of it.
-    pub fn schema_stub(&self) -> Value {
+    fn schema_stub(&self) -> Value {
         match self {
             PrefetchValue::Null => Value::Null,
             PrefetchValue::Bundle { .. } => serde_json::json!({"resourceType": "Bundle"}),
@@ -62,7 +68,7 @@ impl PrefetchValue {
     }
 
     /// From an already parsed value (eval, tests).
-    pub fn from_value(value: Value) -> Self {
+    fn from_value(value: Value) -> Self {
         match value {
             Value::Null => PrefetchValue::Null,
             Value::Object(mut map) => {
@@ -311,5 +317,18 @@ mod tests {
         // The caller then re-reads the request the careful way (see the module comment).
         let text = r#"{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Observation","status":5}}]}"#;
         assert!(serde_json::from_str::<PrefetchValue>(text).is_err());
+    }
+
+    #[test]
+    fn null_prefetch_is_kept_distinct_from_absent() {
+        let pv = json!({
+            "hook": "patient-view",
+            "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+            "context": {"userId": "Practitioner/1", "patientId": "p1"},
+            "prefetch": {"patient": null}
+        });
+        let r = CdsRequest::from_value(pv, &crate::protocol::SchemaSet::compile().unwrap(), "patient-view").unwrap();
+        assert!(matches!(r.prefetch.get("patient"), Some(PrefetchValue::Null)));
+        assert!(!r.prefetch.contains_key("conditions"));
     }
 }

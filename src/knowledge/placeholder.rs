@@ -104,7 +104,7 @@ pub fn shorten(s: &str, max: usize) -> String {
 /// A number as a clinician writes it, never wider than a `{value}`: at most two decimals, no
 /// trailing zeros; a magnitude too large for that is written in scientific notation.
 pub fn format_value(v: f64) -> String {
-    let plain = super::eval::format_number(v);
+    let plain = crate::knowledge::numbers::format_number(v);
     if plain.chars().count() <= Placeholder::Value.max_width() {
         plain
     } else {

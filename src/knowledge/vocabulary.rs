@@ -2,11 +2,11 @@
 //! ingredients they stand for (`cards/brands.json`), the codes and words that tell a
 //! medication's route (`cards/medication-forms.json`), and the salt rules of supplement value
 //! sets (`salts` in `cards/valuesets/*.json`). Only lookups live here; deciding what a
-//! medication is happens in [`crate::facts::medication`].
+//! medication is happens in the facts layer (`facts::medication`).
 
 use super::phrases::{words, PhraseIndex, Words};
 use super::valueset::{canonical_system, ValueSetIndex, VsId};
-use crate::catalog::{read_json, LoadError};
+use crate::knowledge::load::{read_json, LoadError};
 use crate::protocol::schemas::{Document, SchemaSet};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -243,8 +243,10 @@ mod tests {
     fn vocabulary() -> MedicationVocabulary {
         let schemas = SchemaSet::compile().unwrap();
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("cards");
-        let book = crate::rules::RuleBook::load(&dir, &schemas).unwrap();
-        book.index.vocabulary
+        let mut errors = Vec::new();
+        let index = crate::knowledge::load::load_value_sets(&dir, &schemas, &mut errors).unwrap();
+        assert!(errors.is_empty(), "{errors:?}");
+        index.vocabulary
     }
 
     #[test]

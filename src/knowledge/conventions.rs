@@ -1,20 +1,20 @@
 //! The catalogue's conventions as data (`cards/conventions.json`): which statuses count,
 //! how far back undated-status conditions reach, how pregnancy is derived, and the named
-//! facts (such as `LEG_CRAMP_PRESENT`) that rules share.
+//! facts (such as `LEG_CRAMP_PRESENT`) that rules share. A named fact's expression is the rule
+//! engine's (`E` is `rules::expr::ExprFile`): knowledge holds it without reading it.
 
-use super::expr::ExprFile;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Conventions {
+pub struct Conventions<E> {
     pub condition: ConditionConvention,
     pub medication: MedicationConvention,
     pub observation: ObservationConvention,
     pub pregnancy: PregnancyConvention,
     /// Named boolean facts shared by rules, e.g. `LEG_CRAMP_PRESENT`.
-    pub facts: BTreeMap<String, NamedFact>,
+    pub facts: BTreeMap<String, NamedFact<E>>,
     /// Minimum age (years) for rules that declare `"population": "adult"`.
     pub adult_age_years: u32,
 }
@@ -75,7 +75,7 @@ pub struct PregnancyConvention {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct NamedFact {
+pub struct NamedFact<E> {
     pub description: String,
-    pub expr: ExprFile,
+    pub expr: E,
 }
