@@ -48,20 +48,14 @@ fn keys() -> &'static Keys {
     })
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// A server that trusts ISS (generated keys) and the Sandbox (its public JWKS), with its
-/// public URL set to the loopback URL it listens on.
+/// A server that trusts ISS (generated keys) and the Sandbox (its public JWKS). It listens on
+/// port 0 and, with no `--public-url`, derives its public URL from the port it really got, so
+/// there is no race for a port picked in advance.
 fn secured(extra: &[&str]) -> TestServer {
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
     let trusted = format!("{ISS}={}", keys().jwks_file.path().display());
     let sandbox = format!("{SANDBOX_ISS}={}", project_path("tests/fixtures/sandbox/sandbox-jwks.json").display());
     TestServer::builder()
-        .listen(format!("127.0.0.1:{port}"))
-        .args(["--public-url", &url, "--trusted-issuer", &trusted, "--trusted-issuer", &sandbox])
+        .args(["--trusted-issuer", &trusted, "--trusted-issuer", &sandbox])
         .args(extra.iter().map(|s| s.to_string()))
         .start()
 }
@@ -464,12 +458,9 @@ async fn https_jwks_is_fetched_cached_rate_limited_and_jku_only_when_allowed() {
     let jku = format!("{}/other-jwks.json", jwks.base);
     let empty = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(empty.path(), r#"{"keys": []}"#).unwrap();
-    let port = free_port();
-    let public = format!("http://127.0.0.1:{port}");
     let iss2 = "https://second-ehr.example.org";
     let server = TestServer::builder()
-        .listen(format!("127.0.0.1:{port}"))
-        .args(["--public-url", &public, "--ca-cert", jwks.ca.path().to_str().unwrap()])
+        .args(["--ca-cert", jwks.ca.path().to_str().unwrap()])
         .args(["--trusted-issuer", &format!("{ISS}={url}")])
         .args([
             "--trusted-issuer",
