@@ -269,40 +269,30 @@ async fn a_new_rule_is_a_data_file_no_rust_change() {
 
 #[test]
 fn a_broken_rule_file_is_refused_with_file_pointer_and_message() {
-    type Mutation = Box<dyn Fn(&mut Value)>;
-    let cases: [(&str, Mutation, &str); 5] = [
-        (
-            "unknown value set",
-            Box::new(|r| r["trigger"]["all"][1]["condition"]["valueset"] = json!("NO_SUCH_SET")),
-            "rules/electrolyte-dehydration-heat.json: /trigger/all/1/condition/valueset: unknown value set 'NO_SUCH_SET'",
-        ),
-        (
-            "summary too long",
-            Box::new(|r| r["card"]["summary"] = json!("x".repeat(150))),
-            "rules/electrolyte-dehydration-heat.json: /card/summary: summary can reach 150 characters",
-        ),
-        (
-            "schema violation",
-            Box::new(|r| r["card"]["indicator"] = json!("urgent")),
-            "rules/electrolyte-dehydration-heat.json: /card/indicator:",
-        ),
-        (
-            "unknown rule in suppresses",
-            Box::new(|r| r["suppresses"] = json!(["no-such-rule"])),
-            "rules/electrolyte-dehydration-heat.json: /suppresses/0: unknown rule 'no-such-rule'",
-        ),
-        (
-            "suppression cycle",
-            Box::new(|r| r["suppresses"] = json!(["electrolyte-dehydration-heat"])),
-            "suppression cycle: electrolyte-dehydration-heat → electrolyte-dehydration-heat",
-        ),
-    ];
-    for (name, mutate, expected) in cases {
+    // Each case is data: tests/fixtures/invalid-cards/<name>.json names a file of cards/, the
+    // JSON pointers to set in it (or its whole text), and the message check and serve must give.
+    let dir = project_path("tests/fixtures/invalid-cards");
+    let mut names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    names.sort();
+    assert!(!names.is_empty(), "no invalid-card cases in {}", dir.display());
+    for path in names {
+        let case: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let name = path.file_stem().unwrap().to_string_lossy().to_string();
+        let expected = case["expected"].as_str().unwrap();
         let cards = temp_cards();
-        let file = cards.path().join("rules/electrolyte-dehydration-heat.json");
-        let mut rule: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
-        mutate(&mut rule);
-        std::fs::write(&file, serde_json::to_string_pretty(&rule).unwrap()).unwrap();
+        let file = cards.path().join(case["file"].as_str().unwrap());
+        let text = match case["text"].as_str() {
+            Some(text) => text.to_string(),
+            None => {
+                let mut doc: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+                for (pointer, value) in case["set"].as_object().unwrap() {
+                    set_pointer(&mut doc, pointer, value.clone())
+                        .unwrap_or_else(|| panic!("{name}: no parent of {pointer}"));
+                }
+                serde_json::to_string_pretty(&doc).unwrap()
+            }
+        };
+        std::fs::write(&file, text).unwrap();
         let (ok, out) = run_check(cards.path());
         assert!(!ok, "{name}: check passed");
         assert!(out.contains(expected), "{name}: expected {expected:?} in:\n{out}");
@@ -310,11 +300,17 @@ fn a_broken_rule_file_is_refused_with_file_pointer_and_message() {
             TestServer::builder().args(["--cards", cards.path().to_str().unwrap()]).try_start().err().expect("refused");
         assert!(err.contains(expected), "{name}: serve did not say {expected:?}: {err}");
     }
-    // Not JSON at all.
-    let cards = temp_cards();
-    std::fs::write(cards.path().join("rules/electrolyte-dehydration-heat.json"), "{ not json").unwrap();
-    let (ok, out) = run_check(cards.path());
-    assert!(!ok && out.contains("electrolyte-dehydration-heat.json: /: not valid JSON"), "{out}");
+}
+
+/// Sets the value at a JSON pointer, adding the last key to its parent object if it is absent.
+fn set_pointer(doc: &mut Value, pointer: &str, value: Value) -> Option<()> {
+    if let Some(slot) = doc.pointer_mut(pointer) {
+        *slot = value;
+        return Some(());
+    }
+    let (parent, key) = pointer.rsplit_once('/')?;
+    doc.pointer_mut(parent)?.as_object_mut()?.insert(key.to_string(), value);
+    Some(())
 }
 
 #[test]
