@@ -4,12 +4,14 @@
 
 pub mod book;
 pub mod card_policy;
+mod compile_rule;
 pub mod eval;
 pub mod expr;
 pub mod lab_orders;
 pub mod merged;
 pub mod model;
 mod observed;
+mod order;
 
 pub use book::RuleBook;
 pub use eval::{evaluate, Evidence, Finding};
