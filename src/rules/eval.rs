@@ -66,10 +66,10 @@ pub struct Finding {
     pub orders: Vec<(usize, OrderDecision)>,
 }
 
-type Truth = Option<Vec<Evidence>>;
+pub(super) type Truth = Option<Vec<Evidence>>;
 
 /// Whether a draft order passes the predicate's reason and route filters.
-fn draft_matches(t: &DraftOrderTest, m: &crate::facts::MedicationFact) -> bool {
+pub(super) fn draft_matches(t: &DraftOrderTest, m: &crate::facts::MedicationFact) -> bool {
     let reason_ok = match t.reason {
         ReasonFilter::Any => true,
         ReasonFilter::In(vs) => m.reason_sets.contains(&vs),
@@ -289,98 +289,17 @@ impl Ctx<'_> {
                 (f.pregnancy.pregnant && f.pregnancy.third_trimester).then(|| vec![Evidence::Pregnancy])
             }
             Expr::Condition { vs, within_days, any_date_within_days } => {
-                let ev: Vec<Evidence> = f
-                    .conditions
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, c)| c.active && c.sets.contains(vs))
-                    .filter(|(_, c)| within_days.is_none_or(|d| self.within(c.dated, d)))
-                    .filter(|(_, c)| {
-                        any_date_within_days.is_none_or(|d| self.within(c.dated, d) || self.within(c.recorded, d))
-                    })
-                    .map(|(i, _)| Evidence::Condition(i))
-                    .collect();
-                (!ev.is_empty()).then_some(ev)
+                self.condition(*vs, *within_days, *any_date_within_days)
             }
             Expr::Medication { vs, requests, statements, started_at_least_days_ago } => {
-                use crate::facts::MedicationSource as S;
-                let ev: Vec<Evidence> = f
-                    .medications
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, m)| m.active && m.sets.contains(vs))
-                    .filter(|(_, m)| match m.source {
-                        S::Request => *requests,
-                        S::Statement => *statements,
-                        S::DraftOrder => false,
-                    })
-                    .filter(|(_, m)| {
-                        started_at_least_days_ago
-                            .is_none_or(|d| m.started.is_none_or(|s| days_between(s, f.now) >= d as f64))
-                    })
-                    .map(|(i, _)| Evidence::Medication(i))
-                    .collect();
-                (!ev.is_empty()).then_some(ev)
+                self.medication(*vs, *requests, *statements, *started_at_least_days_ago)
             }
-            Expr::DraftOrder(t) => {
-                let mut ev = Vec::new();
-                for (i, m) in f.medications.iter().enumerate() {
-                    if m.draft_in_scope && m.sets.contains(&t.vs) && draft_matches(t, m) {
-                        ev.push(Evidence::Medication(i));
-                        if m.has_reason && t.reason != ReasonFilter::Any {
-                            ev.push(Evidence::OrderReason(i));
-                        }
-                    }
-                }
-                (!ev.is_empty()).then_some(ev)
-            }
-            Expr::OrderReason(vs) => {
-                let ev: Vec<Evidence> = f
-                    .medications
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, m)| m.draft_in_scope && m.reason_sets.contains(vs))
-                    .map(|(i, _)| Evidence::OrderReason(i))
-                    .collect();
-                (!ev.is_empty()).then_some(ev)
-            }
+            Expr::DraftOrder(t) => self.draft_order(t),
+            Expr::OrderReason(vs) => self.order_reason(*vs),
             Expr::Observation(t) => self.observation(t).map(|e| vec![Evidence::Observation(e)]),
-            Expr::ObservationCoded { vs, lookback_days } => f
-                .observations
-                .iter()
-                .position(|o| {
-                    (o.sets.contains(vs) || o.value_sets.contains(vs)) && self.within(o.effective, *lookback_days)
-                })
-                .map(|i| {
-                    vec![Evidence::Observation(ObservationEvidence {
-                        index: i,
-                        vs: *vs,
-                        compared: None,
-                        set_aside: Vec::new(),
-                        conflicting: None,
-                    })]
-                }),
-            Expr::AbsentObservation { vs, lookback_days } => {
-                // An unreadable result is no result: it cannot stand in for a check.
-                let present = f
-                    .observations
-                    .iter()
-                    .any(|o| o.sets.contains(vs) && o.unreadable.is_none() && self.within(o.effective, *lookback_days));
-                (!present).then(|| vec![Evidence::NoRecentObservation { vs: *vs, lookback_days: *lookback_days }])
-            }
-            Expr::SameDay(tests) => {
-                let mut ev = Vec::new();
-                let mut day = None;
-                for t in tests {
-                    let e = self.observation(t)?;
-                    let d = f.observations[e.index].effective?.date_naive();
-                    if *day.get_or_insert(d) != d {
-                        return None;
-                    }
-                    ev.push(Evidence::Observation(e));
-                }
-                Some(ev)
-            }
+            Expr::ObservationCoded { vs, lookback_days } => self.observation_coded(*vs, *lookback_days),
+            Expr::AbsentObservation { vs, lookback_days } => self.absent_observation(*vs, *lookback_days),
+            Expr::SameDay(tests) => self.same_day(tests),
             Expr::AgeAtLeast(n) => f.age_years.filter(|a| a >= n).map(|a| vec![Evidence::Age(a)]),
             Expr::Hook(hooks) => hooks.contains(&f.hook).then(Vec::new),
             Expr::RuleFired(i) => self.fired[*i].then(Vec::new),

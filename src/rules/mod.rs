@@ -12,6 +12,8 @@ pub mod merged;
 pub mod model;
 mod observed;
 mod order;
+mod predicates;
+mod resolve;
 
 pub use book::RuleBook;
 pub use eval::{evaluate, Evidence, Finding};
