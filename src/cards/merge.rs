@@ -40,47 +40,22 @@ pub fn card(
     let drugs = drug_names(facts, members);
     let mut md = String::with_capacity(2048);
     let _ = writeln!(md, "**Why this card** ({})", merged.title);
-    let mut order_decisions = Vec::new();
-    let mut links: Vec<Link> = Vec::new();
-    let mut resources = Vec::new();
-    let mut rule_ids = Vec::new();
-    // Evidence the members share (the cramp itself) is said once, before the drugs.
-    let member_lines: Vec<Vec<String>> =
-        members.iter().map(|f| f.evidence.iter().flat_map(|e| evidence::lines(book, facts, e)).collect()).collect();
-    let shared: Vec<&String> = member_lines[0].iter().filter(|l| member_lines.iter().all(|m| m.contains(l))).collect();
-    for line in &shared {
-        let _ = writeln!(md, "- {line}");
-    }
-    for (f, lines) in members.iter().zip(&member_lines) {
-        let rule = &book.rules[f.rule];
-        rule_ids.push(rule.id.clone());
-        let _ = writeln!(md, "- **{}**", rule.title);
-        for line in lines.iter().filter(|l| !shared.contains(l)) {
-            let _ = writeln!(md, "  - {line}");
-        }
-        for r in evidence::references(facts, &f.evidence) {
-            if !resources.contains(&r) {
-                resources.push(r);
+    let rule_ids: Vec<String> = members.iter().map(|f| book.rules[f.rule].id.clone()).collect();
+    why_lines(book, facts, members, &mut md);
+    let links = links(book, members);
+    let order_decisions: Vec<_> = {
+        let mut out: Vec<(usize, crate::rules::lab_orders::OrderDecision)> = Vec::new();
+        for d in members.iter().flat_map(|f| &f.orders) {
+            if !out.iter().any(|(o, _)| *o == d.0) {
+                out.push(d.clone());
             }
         }
-        for d in &f.orders {
-            if !order_decisions.iter().any(|(o, _)| *o == d.0) {
-                order_decisions.push(d.clone());
-            }
-        }
-        for &k in &f.citations {
-            let c = &rule.card.citations[k];
-            if let Some(url) = &c.url {
-                if !links.iter().any(|l| &l.url == url) {
-                    links.push(Link {
-                        label: shorten(&c.title, 120),
-                        url: url.clone(),
-                        kind: LinkType::Absolute,
-                        app_context: None,
-                        autolaunchable: None,
-                    });
-                }
-            }
+        out
+    };
+    let mut resources: Vec<String> = Vec::new();
+    for r in members.iter().flat_map(|f| evidence::references(facts, &f.evidence)) {
+        if !resources.contains(&r) {
+            resources.push(r);
         }
     }
     let (suggestions, order_lines) =
@@ -120,6 +95,45 @@ pub fn card(
         links,
         extension,
     }
+}
+
+/// "Why this card": the evidence the members share (the cramp itself) once, then each rule
+/// with its own lines.
+fn why_lines(book: &RuleBook, facts: &PatientFacts, members: &[&Finding], md: &mut String) {
+    let member_lines: Vec<Vec<String>> =
+        members.iter().map(|f| f.evidence.iter().flat_map(|e| evidence::lines(book, facts, e)).collect()).collect();
+    let shared: Vec<&String> = member_lines[0].iter().filter(|l| member_lines.iter().all(|m| m.contains(l))).collect();
+    for line in &shared {
+        let _ = writeln!(md, "- {line}");
+    }
+    for (f, lines) in members.iter().zip(&member_lines) {
+        let _ = writeln!(md, "- **{}**", book.rules[f.rule].title);
+        for line in lines.iter().filter(|l| !shared.contains(l)) {
+            let _ = writeln!(md, "  - {line}");
+        }
+    }
+}
+
+/// The members' applicable citations with a link, each source once.
+fn links(book: &RuleBook, members: &[&Finding]) -> Vec<Link> {
+    let mut links: Vec<Link> = Vec::new();
+    for f in members {
+        for &k in &f.citations {
+            let c = &book.rules[f.rule].card.citations[k];
+            if let Some(url) = &c.url {
+                if !links.iter().any(|l| &l.url == url) {
+                    links.push(Link {
+                        label: shorten(&c.title, 120),
+                        url: url.clone(),
+                        kind: LinkType::Absolute,
+                        app_context: None,
+                        autolaunchable: None,
+                    });
+                }
+            }
+        }
+    }
+    links
 }
 
 /// The drugs behind the member findings, each once, as a clinician names them.

@@ -117,57 +117,7 @@ pub fn evaluate(book: &RuleBook, facts: &PatientFacts) -> Vec<Finding> {
         }
         let Some(evidence) = ctx.eval(&rule.trigger) else { continue };
         ctx.fired[i] = true;
-        let mut evidence = evidence;
-        let mut indicator = rule.base_indicator(&facts.hook);
-        let mut escalation_reason = None;
-        for (to, when, reason) in &rule.escalations {
-            if *to <= indicator {
-                continue;
-            }
-            if let Some(more) = ctx.eval(when) {
-                // The data that raised the indicator is part of the card's "why".
-                evidence.extend(more);
-                indicator = *to;
-                escalation_reason = Some(reason.clone());
-            }
-        }
-        let mut notes = Vec::new();
-        let mut summary_variant = None;
-        let mut finding = None;
-        for (when, summary, note) in &rule.variants {
-            if let Some(ev) = ctx.eval(when) {
-                summary_variant = summary.clone();
-                notes.extend(note.clone());
-                finding = ev.into_iter().next();
-                break;
-            }
-        }
-        for (when, text) in &rule.notes {
-            if ctx.eval(when).is_some() {
-                notes.push(text.clone());
-            }
-        }
-        if finding.is_none() {
-            finding = rule.finding_from.as_ref().and_then(|e| ctx.eval(e)).and_then(|ev| ev.into_iter().next());
-        }
-        for e in &rule.context_evidence {
-            evidence.extend(ctx.eval(e).unwrap_or_default());
-        }
-        let citations = (0..rule.card.citations.len())
-            .filter(|&k| rule.citation_when[k].as_ref().is_none_or(|w| ctx.eval(w).is_some()))
-            .collect();
-        let orders = rule.orders.iter().map(|&o| (o, ctx.order_decision(o, indicator))).collect();
-        findings.push(Finding {
-            rule: i,
-            indicator,
-            escalation_reason,
-            evidence: dedup(evidence),
-            summary_variant,
-            notes,
-            finding,
-            citations,
-            orders,
-        });
+        findings.push(ctx.finding(i, evidence));
     }
     let suppressed: Vec<usize> = findings.iter().flat_map(|f| book.rules[f.rule].suppresses.iter().copied()).collect();
     findings.retain(|f| !suppressed.contains(&f.rule));
@@ -182,6 +132,59 @@ pub fn evaluate(book: &RuleBook, facts: &PatientFacts) -> Vec<Finding> {
         (r.card.always_last, std::cmp::Reverse(f.indicator), r.priority)
     });
     findings
+}
+
+impl Ctx<'_> {
+    /// A fired rule's finding: its indicator after escalation, the variant and notes that apply,
+    /// what fills `{finding}`, the context evidence, the citations and lab-order decisions.
+    fn finding(&self, i: usize, mut evidence: Vec<Evidence>) -> Finding {
+        let rule = &self.book.rules[i];
+        let mut indicator = rule.base_indicator(&self.facts.hook);
+        let mut escalation_reason = None;
+        for (to, when, reason) in &rule.escalations {
+            if *to <= indicator {
+                continue;
+            }
+            if let Some(more) = self.eval(when) {
+                // The data that raised the indicator is part of the card's "why".
+                evidence.extend(more);
+                indicator = *to;
+                escalation_reason = Some(reason.clone());
+            }
+        }
+        let mut notes = Vec::new();
+        let mut summary_variant = None;
+        let mut finding = None;
+        if let Some((summary, note, ev)) =
+            rule.variants.iter().find_map(|(when, s, n)| self.eval(when).map(|ev| (s, n, ev)))
+        {
+            summary_variant = summary.clone();
+            notes.extend(note.clone());
+            finding = ev.into_iter().next();
+        }
+        notes.extend(rule.notes.iter().filter(|(when, _)| self.eval(when).is_some()).map(|(_, t)| t.clone()));
+        if finding.is_none() {
+            finding = rule.finding_from.as_ref().and_then(|e| self.eval(e)).and_then(|ev| ev.into_iter().next());
+        }
+        for e in &rule.context_evidence {
+            evidence.extend(self.eval(e).unwrap_or_default());
+        }
+        let citations = (0..rule.card.citations.len())
+            .filter(|&k| rule.citation_when[k].as_ref().is_none_or(|w| self.eval(w).is_some()))
+            .collect();
+        let orders = rule.orders.iter().map(|&o| (o, self.order_decision(o, indicator))).collect();
+        Finding {
+            rule: i,
+            indicator,
+            escalation_reason,
+            evidence: dedup(evidence),
+            summary_variant,
+            notes,
+            finding,
+            citations,
+            orders,
+        }
+    }
 }
 
 /// Rules that could fire given which value sets occur in the patient's data.
