@@ -140,7 +140,9 @@ impl Authenticator {
             r.reason = reason.to_string();
             Err(r)
         };
-        let Some(token) = authorization.and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+        // The scheme is case-insensitive (RFC 9110 §11.1): "Bearer", "bearer", "BEARER".
+        let Some(token) =
+            authorization.and_then(|h| h.get(..7).filter(|p| p.eq_ignore_ascii_case("bearer ")).map(|_| &h[7..]))
         else {
             return fail(rejection, "no bearer token");
         };
@@ -171,13 +173,7 @@ impl Authenticator {
             }
         }
         let Some(jwk) = jwk else { return fail(rejection, "unknown kid") };
-        let key_matches = match (&jwk.algorithm, header.alg) {
-            (AlgorithmParameters::EllipticCurve(p), Algorithm::ES384) => p.curve == EllipticCurve::P384,
-            (AlgorithmParameters::EllipticCurve(p), Algorithm::ES256) => p.curve == EllipticCurve::P256,
-            (AlgorithmParameters::RSA(_), Algorithm::RS256 | Algorithm::RS384 | Algorithm::PS384) => true,
-            _ => false,
-        };
-        if !key_matches {
+        if !key_matches(&jwk, header.alg) {
             return fail(rejection, "algorithm does not match the key type");
         }
         let Ok(key) = DecodingKey::from_jwk(&jwk) else { return fail(rejection, "unusable key in JWKS") };
@@ -189,19 +185,7 @@ impl Authenticator {
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
         let claims = match jsonwebtoken::decode::<Claims>(token, &key, &validation) {
             Ok(data) => data.claims,
-            Err(e) => {
-                use jsonwebtoken::errors::ErrorKind as K;
-                let reason = match e.kind() {
-                    K::InvalidSignature => "bad signature",
-                    K::ExpiredSignature => "expired",
-                    K::ImmatureSignature => "not yet valid (nbf)",
-                    K::InvalidAudience => "aud is not the URL called",
-                    K::InvalidIssuer => "iss mismatch",
-                    K::MissingRequiredClaim(_) => "missing required claim",
-                    _ => "token rejected",
-                };
-                return fail(rejection, reason);
-            }
+            Err(e) => return fail(rejection, decode_failure(e.kind())),
         };
         let now = chrono::Utc::now().timestamp();
         let Some(iat) = claims.iat else { return fail(rejection, "no iat") };
@@ -286,4 +270,28 @@ fn peek_claims(token: &str) -> Option<Claims> {
     let payload = token.split('.').nth(1)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
     serde_json::from_slice(&bytes).ok()
+}
+
+/// Whether the JWK is of the kind the header's algorithm needs (an ES384 token needs a P-384 key).
+fn key_matches(jwk: &jsonwebtoken::jwk::Jwk, alg: Algorithm) -> bool {
+    match (&jwk.algorithm, alg) {
+        (AlgorithmParameters::EllipticCurve(p), Algorithm::ES384) => p.curve == EllipticCurve::P384,
+        (AlgorithmParameters::EllipticCurve(p), Algorithm::ES256) => p.curve == EllipticCurve::P256,
+        (AlgorithmParameters::RSA(_), Algorithm::RS256 | Algorithm::RS384 | Algorithm::PS384) => true,
+        _ => false,
+    }
+}
+
+/// Why `jsonwebtoken` refused a token, in words for the log and the 401.
+fn decode_failure(kind: &jsonwebtoken::errors::ErrorKind) -> &'static str {
+    use jsonwebtoken::errors::ErrorKind as K;
+    match kind {
+        K::InvalidSignature => "bad signature",
+        K::ExpiredSignature => "expired",
+        K::ImmatureSignature => "not yet valid (nbf)",
+        K::InvalidAudience => "aud is not the URL called",
+        K::InvalidIssuer => "iss mismatch",
+        K::MissingRequiredClaim(_) => "missing required claim",
+        _ => "token rejected",
+    }
 }

@@ -107,6 +107,33 @@ async fn valid_es384_and_rs384_tokens_are_accepted_with_extra_claims() {
 }
 
 #[tokio::test]
+async fn bearer_in_capitals_is_accepted_the_scheme_is_case_insensitive() {
+    let server = secured(&[]);
+    let aud = json!(server.url("/cds-services/leg-cramp-causes"));
+    for scheme in ["BEARER", "bearer", "BeArEr"] {
+        let token = es384(&claims(aud.clone()));
+        let res = server
+            .client
+            .post(server.url("/cds-services/leg-cramp-causes"))
+            .json(&patient_view_request())
+            .header("Authorization", format!("{scheme} {token}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 200, "{scheme}");
+    }
+    let res = server
+        .client
+        .post(server.url("/cds-services/leg-cramp-causes"))
+        .json(&patient_view_request())
+        .header("Authorization", format!("Basic {}", es384(&claims(aud.clone()))))
+        .send()
+        .await
+        .unwrap();
+    assert_401(res, "another scheme").await;
+}
+
+#[tokio::test]
 async fn a_token_signed_with_the_sandbox_key_verifies() {
     let server = secured(&[]);
     let key = EncodingKey::from_ec_pem(
