@@ -82,6 +82,70 @@ fn top_level_modules_import_one_way() {
     assert!(problems.is_empty(), "module graph is not one-way:\n{}", problems.join("\n"));
 }
 
+/// Files stay under ~400 lines and functions under ~80 (STYLE): longer ones are split along
+/// their seams, or carry a one-line reason (`// size: …`) in the file.
+const MAX_FILE_LINES: usize = 400;
+const MAX_FN_LINES: usize = 80;
+
+#[test]
+fn files_and_functions_stay_short() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut problems = Vec::new();
+    for file in rust_files(&src) {
+        let text = std::fs::read_to_string(&file).unwrap();
+        if text.contains("// size: ") {
+            continue;
+        }
+        let rel = file.strip_prefix(&src).unwrap().display().to_string();
+        let lines = text.lines().count();
+        if lines > MAX_FILE_LINES {
+            problems.push(format!("src/{rel}: {lines} lines"));
+        }
+        for (name, line, length) in functions(&strip_comments_and_strings(&text)) {
+            if length > MAX_FN_LINES {
+                problems.push(format!("src/{rel}:{line}: fn {name} is {length} lines"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "over the size limits:\n{}", problems.join("\n"));
+}
+
+/// (name, first line, length in lines) of each `fn` with a body, by brace depth.
+fn functions(code: &str) -> Vec<(String, usize, usize)> {
+    let lines: Vec<&str> = code.lines().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let Some(at) =
+            lines[i].find("fn ").filter(|&at| at == 0 || !lines[i].as_bytes()[at - 1].is_ascii_alphanumeric())
+        else {
+            i += 1;
+            continue;
+        };
+        let name = ident(&lines[i][at + 3..]).to_string();
+        let (mut depth, mut started, mut j) = (0i64, false, i);
+        while j < lines.len() {
+            let l = lines[j];
+            if !started && l.trim_end().ends_with(';') && !l.contains('{') {
+                break;
+            }
+            depth += l.matches('{').count() as i64 - l.matches('}').count() as i64;
+            started |= l.contains('{');
+            if started && depth <= 0 {
+                break;
+            }
+            j += 1;
+        }
+        if started && !name.is_empty() {
+            out.push((name, i + 1, j - i + 1));
+            i = j + 1;
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
 #[test]
 fn the_reader_sees_use_groups_paths_and_super_but_not_comments() {
     let code = strip_comments_and_strings(

@@ -94,17 +94,7 @@ impl Application {
             })?),
             None => None,
         };
-        let fhir = FhirClient::new(FhirClientConfig {
-            timeout: args.fhir_timeout,
-            max_pages: args.fhir_max_pages.max(1),
-            max_resources: args.fhir_max_resources.max(1),
-            allow: args.fhir_allow.clone(),
-            // Without authentication the service is a loopback/dev tool: loopback FHIR servers
-            // are fine. With it, only explicitly allowed servers are ever called.
-            allow_loopback: auth.is_none(),
-            extra_roots,
-        })
-        .map_err(anyhow::Error::msg)?;
+        let fhir = fhir_client(args, auth.is_none(), extra_roots)?;
         let state = web::Data::new(AppState {
             schemas,
             catalog: ArcSwap::from_pointee(catalog),
@@ -122,13 +112,7 @@ impl Application {
             suppress_days: args.suppress_days,
             fixed_now: args.now,
         });
-        let cors = if !args.cors_origins.is_empty() && !args.cors_origins.iter().any(|o| o == "*") {
-            CorsPolicy::Origins(args.cors_origins.clone())
-        } else if args.cors_origins.iter().any(|o| o == "*") || args.listen.ip().is_loopback() {
-            CorsPolicy::AnyOrigin
-        } else {
-            CorsPolicy::Origins(Vec::new())
-        };
+        let cors = cors_policy(args);
         crate::metrics::handle();
         let app_state = state.clone();
         let demo = args.demo;
@@ -207,6 +191,36 @@ fn routes_config(cfg: &mut web::ServiceConfig, demo: bool) {
     )
     .service(web::resource("/readyz").route(web::get().to(readyz)).default_service(web::to(method_not_allowed("GET"))))
     .default_service(web::to(not_found));
+}
+
+/// Explicit origins; else any origin on loopback (the Sandbox and the demo page), none otherwise.
+fn cors_policy(args: &ServeArgs) -> CorsPolicy {
+    let any = args.cors_origins.iter().any(|o| o == "*");
+    if !args.cors_origins.is_empty() && !any {
+        CorsPolicy::Origins(args.cors_origins.clone())
+    } else if any || args.listen.ip().is_loopback() {
+        CorsPolicy::AnyOrigin
+    } else {
+        CorsPolicy::Origins(Vec::new())
+    }
+}
+
+fn fhir_client(
+    args: &ServeArgs,
+    loopback_tool: bool,
+    extra_roots: Vec<reqwest::Certificate>,
+) -> anyhow::Result<FhirClient> {
+    FhirClient::new(FhirClientConfig {
+        timeout: args.fhir_timeout,
+        max_pages: args.fhir_max_pages.max(1),
+        max_resources: args.fhir_max_resources.max(1),
+        allow: args.fhir_allow.clone(),
+        // Without authentication the service is a loopback/dev tool: loopback FHIR servers
+        // are fine. With it, only explicitly allowed servers are ever called.
+        allow_loopback: loopback_tool,
+        extra_roots,
+    })
+    .map_err(anyhow::Error::msg)
 }
 
 /// CDS Hooks asks for CORS (browser clients such as the Sandbox preflight every call because
