@@ -129,10 +129,6 @@ impl Authenticator {
         })
     }
 
-    pub fn is_enabled(&self) -> bool {
-        !self.issuers.is_empty()
-    }
-
     /// Verifies `Authorization: Bearer <JWT>` for a call to `audience` (the exact URL called).
     pub async fn verify(&self, authorization: Option<&str>, audience: &str) -> Result<VerifiedClient, Rejection> {
         let mut rejection = Rejection { reason: String::new(), iss: None, kid: None, jti: None };

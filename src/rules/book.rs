@@ -32,10 +32,6 @@ pub struct RuleBook {
 }
 
 impl RuleBook {
-    pub fn rule(&self, id: &str) -> Option<&Rule> {
-        self.rules.iter().find(|r| r.id == id)
-    }
-
     pub fn load(dir: &Path, schemas: &SchemaSet) -> Result<Self, Vec<LoadError>> {
         let mut errors = Vec::new();
         let Some(index) = load_value_sets(dir, schemas, &mut errors) else { return Err(errors) };
