@@ -72,17 +72,6 @@ async fn eval(request: &Value, extra: &[String]) -> std::process::Output {
     out
 }
 
-fn summaries(response: &Value) -> Vec<(String, String)> {
-    response["cards"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            (c["source"]["topic"]["code"].as_str().unwrap().to_string(), c["summary"].as_str().unwrap().to_string())
-        })
-        .collect()
-}
-
 /// The (path, query) of every request a mock FHIR server received, sorted.
 async fn seen(server: &MockServer) -> Vec<(String, Option<String>)> {
     let mut requests: Vec<_> = server
@@ -122,8 +111,8 @@ async fn eval_with_a_fhir_server_fetches_missing_keys_as_the_live_service_does()
     let (status, live) = server.post_json("/cds-services/leg-cramp-causes", &live_request).await;
     assert_eq!(status, 200, "{live}");
 
-    let cards = summaries(&offline);
-    assert_eq!(cards, summaries(&live), "eval and the live service answer alike");
+    let cards = rule_summaries(&offline);
+    assert_eq!(cards, rule_summaries(&live), "eval and the live service answer alike");
     assert!(cards.iter().any(|(rule, _)| rule == "electrolyte-hypomagnesemia"), "{cards:?}");
     for_eval.verify().await;
     for_live.verify().await;

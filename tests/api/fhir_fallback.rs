@@ -94,17 +94,6 @@ async fn mount_fhir(server: &MockServer, labs_body: Value) {
         .await;
 }
 
-fn rule_summaries(body: &Value) -> Vec<(String, String)> {
-    body["cards"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            (c["source"]["topic"]["code"].as_str().unwrap().to_string(), c["summary"].as_str().unwrap().to_string())
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn missing_prefetch_is_fetched_with_the_bearer_token_and_gives_the_same_cards() {
     let fhir = MockServer::start().await;

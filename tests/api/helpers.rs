@@ -303,3 +303,15 @@ pub fn assert_valid_response(body: &Value) {
     }
     assert_eq!(empty_value_paths(body), Vec::<String>::new(), "null/empty optional fields in {body}");
 }
+
+/// (topic code, summary) of every card of a response, in order.
+pub fn rule_summaries(body: &Value) -> Vec<(String, String)> {
+    body["cards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (c["source"]["topic"]["code"].as_str().unwrap().to_string(), c["summary"].as_str().unwrap().to_string())
+        })
+        .collect()
+}
