@@ -170,8 +170,7 @@ impl PlaceholderValues {
             _ => None,
         });
         // The matched ingredient of the drug the rule is about, never a cut product string.
-        let mut drug_sets = Vec::new();
-        book.rules[finding.rule].trigger.medication_sets(&mut drug_sets);
+        let drug_sets = &book.rules[finding.rule].drug_sets;
         let drug = finding.evidence.iter().find_map(|e| match e {
             Evidence::Medication(i) => {
                 let m = &facts.medications[*i];

@@ -25,16 +25,6 @@ pub enum MedicationSource {
     DraftOrder,
 }
 
-impl MedicationSource {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MedicationSource::Request => "MedicationRequest",
-            MedicationSource::Statement => "MedicationStatement",
-            MedicationSource::DraftOrder => "draft MedicationRequest",
-        }
-    }
-}
-
 /// A value set a medication belongs to, and the ingredient that put it there.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IngredientMatch {

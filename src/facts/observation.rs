@@ -6,6 +6,7 @@ use super::dates::parse_fhir_datetime;
 use super::{first_coding, reference, sets_of_concept, CodeRef};
 use crate::fhir::model::{CodeableConcept, Observation, Quantity, ReferenceRange};
 use crate::knowledge::conventions::ObservationConvention;
+use crate::knowledge::placeholder::shorten;
 use crate::knowledge::valueset::{ValueSetIndex, VsId};
 use chrono::{DateTime, Utc};
 
@@ -208,14 +209,4 @@ fn haemolysed(o: &Observation, conv: &ObservationConvention) -> bool {
     o.note.iter().filter_map(|n| n.text.as_deref()).any(says)
         || o.interpretation.iter().any(coded)
         || o.specimen.as_ref().and_then(|s| s.display.as_deref()).is_some_and(says)
-}
-
-fn shorten(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_string()
-    } else {
-        let mut t: String = s.chars().take(max - 1).collect();
-        t.push('…');
-        t
-    }
 }

@@ -50,25 +50,22 @@ pub fn load(
     if let Some(file) = load_file::<LabOrdersFile>(&orders_path, Document::LabOrders, schemas, errors) {
         match lab_orders::compile(&file, resolver) {
             Ok(specs) => policy.lab_orders = specs,
-            Err(es) => errors.extend(es.into_iter().map(|(pointer, message)| LoadError {
-                file: orders_path.clone(),
-                pointer,
-                message,
-            })),
+            Err(es) => errors.extend(located(&orders_path, es)),
         }
     }
     let merged_path = dir.join("merged-cards.json");
     if let Some(file) = load_file::<MergedCardsFile>(&merged_path, Document::MergedCards, schemas, errors) {
         match merged::compile(&file, rule_ids) {
             Ok(m) => policy.merged = m,
-            Err(es) => errors.extend(es.into_iter().map(|(pointer, message)| LoadError {
-                file: merged_path.clone(),
-                pointer,
-                message,
-            })),
+            Err(es) => errors.extend(located(&merged_path, es)),
         }
     }
     policy
+}
+
+/// (JSON pointer, message) problems of one file, as load errors naming it.
+fn located(path: &Path, problems: Vec<(String, String)>) -> impl Iterator<Item = LoadError> + '_ {
+    problems.into_iter().map(move |(pointer, message)| LoadError { file: path.to_path_buf(), pointer, message })
 }
 
 /// A rule's card parts that are expressions or references, compiled.

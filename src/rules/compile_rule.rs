@@ -58,15 +58,16 @@ pub(super) fn compile_rule(i: usize, file: &Path, r: &RuleFile, ctx: &RuleContex
     let (Some(parts), Some((trigger, escalations, variants, notes)), true) = (parts, exprs, p.errors.is_empty()) else {
         return Err(p.errors);
     };
+    let mut drug_sets = Vec::new();
+    trigger.medication_sets(&mut drug_sets);
     Ok(Rule {
-        file: file.to_path_buf(),
         id: r.id.clone(),
         title: r.title.clone(),
-        category: r.category.clone(),
         hooks: r.hooks.clone(),
         priority: r.priority,
         adult_only: r.population == Population::Adult,
         trigger,
+        drug_sets,
         escalations,
         variants,
         notes,
@@ -77,8 +78,6 @@ pub(super) fn compile_rule(i: usize, file: &Path, r: &RuleFile, ctx: &RuleContex
         card: r.card.clone(),
         suppresses,
         tests: r.tests.clone(),
-        must_not_fire: r.must_not_fire.clone(),
-        rendered: std::sync::OnceLock::new(),
     })
 }
 

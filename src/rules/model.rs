@@ -14,6 +14,7 @@ pub struct RuleFile {
     pub schema: Option<String>,
     pub id: String,
     pub title: String,
+    /// The catalogue section (red-flag, electrolyte, …); read by informaticists, not the engine.
     pub category: String,
     pub hooks: Vec<String>,
     pub priority: i32,
@@ -177,14 +178,15 @@ pub enum Expectation {
 /// A rule ready to run: expressions compiled, references resolved.
 #[derive(Debug, Clone)]
 pub struct Rule {
-    pub file: std::path::PathBuf,
     pub id: String,
     pub title: String,
-    pub category: String,
     pub hooks: Vec<String>,
     pub priority: i32,
     pub adult_only: bool,
     pub trigger: Expr,
+    /// Value sets of the trigger's medication and draft-order predicates: which drug the
+    /// card is about (its `{drug}` is that drug's matched ingredient).
+    pub drug_sets: Vec<crate::knowledge::valueset::VsId>,
     pub escalations: Vec<(Indicator, Expr, String)>,
     pub variants: Vec<(Expr, Option<String>, Option<String>)>,
     pub notes: Vec<(Expr, String)>,
@@ -197,23 +199,6 @@ pub struct Rule {
     pub card: CardTemplate,
     pub suppresses: Vec<usize>,
     pub tests: Vec<TestCase>,
-    pub must_not_fire: Vec<String>,
-    /// The parts of this rule's cards that never change, rendered on first use by the
-    /// card builder (see `cards`), so requests do not re-render them.
-    pub rendered: std::sync::OnceLock<StaticCardParts>,
-}
-
-/// The unchanging parts of a rule's card, rendered once by the card builder.
-#[derive(Debug, Clone)]
-pub struct StaticCardParts {
-    /// "**What to do**" and the rule's detail text.
-    pub what_to_do: String,
-    /// Recommendations, orders and sources, after the conditional notes.
-    pub closing: String,
-    pub links: Vec<crate::protocol::Link>,
-    pub source_url: Option<String>,
-    /// (label, action description, ServiceRequest) of each lab order suggestion.
-    pub lab_orders: Vec<(String, String, serde_json::Value)>,
 }
 
 impl Rule {
