@@ -166,9 +166,17 @@ pub struct ServeArgs {
     /// once and kept beside the database file. Required with PostgreSQL.
     #[arg(long, env = "LEG_CRAMP_CDS_PATIENT_KEY_SECRET", hide_env_values = true)]
     pub patient_key_secret: Option<String>,
-    /// Days an "already addressed" override suppresses that rule's info/warning card for the patient.
-    #[arg(long, env = "LEG_CRAMP_CDS_SUPPRESS_DAYS", default_value_t = 30)]
+    /// Days an "already addressed" override suppresses that rule's info/warning card for the
+    /// patient, counted from when the service receives the feedback (0 turns snoozing off).
+    #[arg(long, env = "LEG_CRAMP_CDS_SUPPRESS_DAYS", default_value_t = 30,
+          value_parser = clap::value_parser!(i64).range(0..=3650))]
     pub suppress_days: i64,
+    /// Days issued-card records, withheld-card records and feedback are kept; older rows are
+    /// deleted hourly in small batches (ended snoozes at once). Feedback on a card older than
+    /// this counts as about an unknown card.
+    #[arg(long, env = "LEG_CRAMP_CDS_RETAIN_DAYS", default_value_t = 400,
+          value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    pub retain_days: u32,
     /// Run as a demo: serve the demo page at `/` and the sample requests at `/samples`, and move
     /// the relative dates of a posted sample (extension "org.leg-cramp-cds.sample") to now.
     /// Never in production: without it those pages are 404 and a request is evaluated with its
@@ -178,7 +186,7 @@ pub struct ServeArgs {
     /// Directory of sample requests offered by the demo page at `/` (with --demo).
     #[arg(long, env = "LEG_CRAMP_CDS_SAMPLES", default_value = "samples")]
     pub samples: PathBuf,
-    /// Do not record issued cards (feedback is still stored, flagged as for unknown cards).
+    /// Do not record issued cards (feedback is then only counted, as about unknown cards).
     #[arg(long, env = "LEG_CRAMP_CDS_NO_RECORDING")]
     pub no_recording: bool,
     /// Fix the evaluation instant (RFC 3339) instead of the clock: for tests and demos.

@@ -13,11 +13,13 @@ pub const SUPPRESSED: &str = "cds_cards_suppressed_total";
 pub const FHIR_CALLS: &str = "cds_fhir_fallback_requests_total";
 pub const FHIR_FAILURES: &str = "cds_fhir_fallback_failures_total";
 pub const FEEDBACK: &str = "cds_feedback_items_total";
+pub const FEEDBACK_UNKNOWN: &str = "cds_feedback_unknown_cards_total";
 pub const STORE_SHED: &str = "cds_store_records_shed_total";
 pub const STORE_FAILED: &str = "cds_store_records_failed_total";
 pub const STORE_QUEUE: &str = "cds_store_queue_records";
 pub const STORE_RESTARTS: &str = "cds_store_thread_restarts_total";
 pub const STORE_UP: &str = "cds_store_up";
+pub const STORE_PRUNED: &str = "cds_store_pruned_rows_total";
 
 /// Installs the process-wide recorder once; later calls return the same handle.
 pub fn handle() -> &'static PrometheusHandle {
@@ -38,7 +40,11 @@ pub fn handle() -> &'static PrometheusHandle {
         metrics::describe_counter!(SUPPRESSED, "Cards withheld by already-addressed feedback, by rule");
         metrics::describe_counter!(FHIR_CALLS, "Prefetch keys fetched from the EHR's FHIR server");
         metrics::describe_counter!(FHIR_FAILURES, "Prefetch keys that could not be fetched");
-        metrics::describe_counter!(FEEDBACK, "Feedback items stored, by outcome");
+        metrics::describe_counter!(FEEDBACK, "Feedback items acknowledged, by outcome");
+        metrics::describe_counter!(
+            FEEDBACK_UNKNOWN,
+            "Feedback items about cards this service did not issue (or no longer keeps): counted, not stored"
+        );
         metrics::describe_counter!(STORE_SHED, "Card records not recorded because the store queue was full, by kind");
         metrics::describe_counter!(
             STORE_FAILED,
@@ -47,6 +53,7 @@ pub fn handle() -> &'static PrometheusHandle {
         metrics::describe_gauge!(STORE_QUEUE, "Card records waiting to be written to the feedback store");
         metrics::describe_counter!(STORE_RESTARTS, "Feedback store threads restarted after a panic, by thread");
         metrics::describe_gauge!(STORE_UP, "1 when the feedback store's database answers the writer, 0 when not");
+        metrics::describe_counter!(STORE_PRUNED, "Rows deleted by the --retain-days retention, by table");
         handle
     })
 }

@@ -42,6 +42,9 @@ pub fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // The metrics recorder first: the store counts from its first moment (the start-up
+    // retention pass, its availability).
+    crate::metrics::handle();
     let store = match open_store(&args) {
         Ok(store) => store,
         Err(code) => return code,
@@ -97,6 +100,7 @@ fn open_store(args: &ServeArgs) -> Result<Option<Arc<crate::store::FeedbackStore
         fixed_now: args.now,
         queue_capacity: args.store_queue,
         test_hooks: args.test_hooks,
+        retain_days: Some(args.retain_days),
     };
     match crate::store::FeedbackStore::open_with(&args.database, args.patient_key_secret.as_deref(), options) {
         Ok(s) => {

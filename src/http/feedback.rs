@@ -11,20 +11,24 @@ use crate::store::{FeedbackReceipt, FeedbackRow, RuleAnalytics, StoreError};
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use std::collections::BTreeMap;
 
+/// How far ahead of the service's clock an `outcomeTimestamp` may be (clock skew between the
+/// EHR and the service); further is refused, not believed.
+const FUTURE_SKEW_MINUTES: i64 = 5;
+
 fn invalid(pointer: String, message: impl Into<String>) -> ApiError {
     ApiError::BadRequest(RequestError::Invalid(vec![SchemaError { pointer, message: message.into() }]))
 }
 
 #[utoipa::path(post, path = "/cds-services/{id}/feedback", tag = "CDS Hooks",
-    summary = "Feedback on issued cards (stored durably before 200)",
+    summary = "Feedback on issued cards (stored durably before 200; items about unknown cards counted, not stored)",
     params(("id" = String, Path, description = "Service id")),
     request_body(content = FeedbackRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "Stored", body = FeedbackReceipt),
-        (status = 400, description = "Invalid item (pointer in the diagnostics)", body = OperationOutcome),
+        (status = 400, description = "Invalid item, or an outcomeTimestamp more than 5 minutes ahead of the service's clock (pointer in the diagnostics)", body = OperationOutcome),
         (status = 401, description = "Missing or invalid JWT", body = OperationOutcome),
         (status = 404, description = "Unknown service", body = OperationOutcome),
-        (status = 503, description = "Feedback store unavailable", body = OperationOutcome)))]
+        (status = 503, description = "Feedback store unavailable (down, locked, or its SQLite file deleted or replaced): nothing stored, send again", body = OperationOutcome)))]
 pub async fn post_feedback(
     req: HttpRequest,
     path: web::Path<String>,
@@ -45,13 +49,10 @@ pub async fn post_feedback(
         serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(RequestError::Malformed(e.to_string())))?;
     state.schemas.validate(Document::Feedback, &value).map_err(|e| ApiError::BadRequest(RequestError::Invalid(e)))?;
     let request: FeedbackRequest = serde_json::from_value(value).map_err(|e| invalid(String::new(), e.to_string()))?;
+    let latest = state.fixed_now.unwrap_or_else(chrono::Utc::now) + chrono::Duration::minutes(FUTURE_SKEW_MINUTES);
     let mut rows = Vec::with_capacity(request.feedback.len());
     for (index, item) in request.feedback.into_iter().enumerate() {
-        let outcome_timestamp = chrono::DateTime::parse_from_rfc3339(&item.outcome_timestamp)
-            .map_err(|e| {
-                invalid(format!("/feedback/{index}/outcomeTimestamp"), format!("not an RFC 3339 instant: {e}"))
-            })?
-            .to_utc();
+        let outcome_timestamp = outcome_time(&item.outcome_timestamp, latest, index)?;
         if item.outcome == Outcome::Overridden && !item.accepted_suggestions.is_empty() {
             return Err(invalid(
                 format!("/feedback/{index}/acceptedSuggestions"),
@@ -82,6 +83,7 @@ pub async fn post_feedback(
             for outcome in outcomes {
                 metrics::counter!(crate::metrics::FEEDBACK, "outcome" => outcome).increment(1);
             }
+            metrics::counter!(crate::metrics::FEEDBACK_UNKNOWN).increment(receipt.unknown_cards as u64);
             Ok(HttpResponse::Ok().json(receipt))
         }
         Err(StoreError::Invalid { pointer, message }) => Err(invalid(pointer, message)),
@@ -94,6 +96,29 @@ pub async fn post_feedback(
             Err(ApiError::Unavailable("the feedback store".into()))
         }
     }
+}
+
+/// The item's `outcomeTimestamp`: an RFC 3339 instant not after `latest`. It is stored as the
+/// clinician's account of when; how long a snooze lasts runs from when the service received it.
+fn outcome_time(
+    text: &str,
+    latest: chrono::DateTime<chrono::Utc>,
+    index: usize,
+) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
+    let pointer = format!("/feedback/{index}/outcomeTimestamp");
+    let at = chrono::DateTime::parse_from_rfc3339(text)
+        .map_err(|e| invalid(pointer.clone(), format!("not an RFC 3339 instant: {e}")))?
+        .to_utc();
+    if at > latest {
+        return Err(invalid(
+            pointer,
+            format!(
+                "{} is in the future: more than {FUTURE_SKEW_MINUTES} minutes after the service's clock",
+                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+        ));
+    }
+    Ok(at)
 }
 
 #[derive(serde::Deserialize, utoipa::IntoParams)]

@@ -28,6 +28,12 @@ pub enum StoreError {
     /// A feedback item refers to something that does not match (pointer, message).
     #[error("{pointer}: {message}")]
     Invalid { pointer: String, message: String },
+    /// The file at the SQLite path is no longer the one the store opened: deleted, moved or
+    /// replaced while running. Nothing is acknowledged into a file that is gone; the work is
+    /// kept and the store resumes if that very file comes back (a restart opens whatever is
+    /// then at the path).
+    #[error("the SQLite database file was deleted or replaced while the service was running: restore it, or restart the service to use the file now at --database")]
+    FileGone,
     /// Answered without trying: the database failed just now and earlier work is waiting.
     #[error("feedback store unavailable: {0}")]
     Unavailable(String),
@@ -49,7 +55,7 @@ impl StoreError {
         match self {
             StoreError::Sqlite(e) => sqlite_transient(e),
             StoreError::Postgres(e) => postgres_transient(e),
-            StoreError::Unavailable(_) | StoreError::Timeout(_) | StoreError::Busy => true,
+            StoreError::Unavailable(_) | StoreError::Timeout(_) | StoreError::Busy | StoreError::FileGone => true,
             _ => false,
         }
     }
@@ -67,8 +73,16 @@ impl StoreError {
     }
 }
 
+/// Busy, locked, I/O and resource faults; also "read-only because the file moved", which
+/// SQLite reports when a write finds its file renamed or deleted (the store checks the file
+/// before each transaction; this covers a move in between).
 fn sqlite_transient(e: &rusqlite::Error) -> bool {
     use rusqlite::ErrorCode as C;
+    if let rusqlite::Error::SqliteFailure(failure, _) = e {
+        if failure.extended_code == rusqlite::ffi::SQLITE_READONLY_DBMOVED {
+            return true;
+        }
+    }
     matches!(
         e.sqlite_error_code(),
         Some(
@@ -115,6 +129,9 @@ mod tests {
         assert!(sqlite(rusqlite::ffi::SQLITE_IOERR).is_connection_lost());
         assert!(!sqlite(rusqlite::ffi::SQLITE_CONSTRAINT).is_transient());
         assert!(!sqlite(rusqlite::ffi::SQLITE_BUSY).is_connection_lost(), "a lock needs no new connection");
+        assert!(sqlite(rusqlite::ffi::SQLITE_READONLY_DBMOVED).is_transient(), "the file moved: kept and retried");
+        assert!(!sqlite(rusqlite::ffi::SQLITE_READONLY).is_transient());
+        assert!(StoreError::FileGone.is_transient() && !StoreError::FileGone.is_connection_lost());
         assert!(!StoreError::Invalid { pointer: "/feedback/0".into(), message: "x".into() }.is_transient());
     }
 

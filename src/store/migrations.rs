@@ -67,6 +67,18 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[
             "INSERT INTO issued_card_rules (card_uuid, rule, issued_at) SELECT card_uuid, rule, issued_at FROM issued_cards",
         ],
     ),
+    (
+        // Retention (`--retain-days`) deletes by time: an index on each table's time. Feedback
+        // about unknown cards is no longer stored; what earlier versions stored is deleted.
+        4,
+        &[
+            "CREATE INDEX issued_cards_issued_at ON issued_cards (issued_at)",
+            "CREATE INDEX suppressed_cards_at ON suppressed_cards (at)",
+            "CREATE INDEX feedback_received_at ON feedback (received_at)",
+            "CREATE INDEX suppressions_until_at ON suppressions (until_at)",
+            "DELETE FROM feedback WHERE known_card = 0",
+        ],
+    ),
 ];
 
 /// Timestamps as fixed-width RFC 3339 UTC text, so string order is time order.

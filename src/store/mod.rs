@@ -18,6 +18,7 @@ mod postgres;
 mod queries;
 mod queue;
 mod reader;
+mod retention;
 mod sql;
 mod sqlite;
 mod supervisor;
@@ -93,9 +94,12 @@ pub struct FeedbackRow {
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FeedbackReceipt {
+    /// Items stored (about cards this service issued).
     pub stored: usize,
+    /// Items identical to one already stored: acknowledged, not stored twice.
     pub duplicates: usize,
-    /// Items about cards this service never issued: stored, flagged, not counted.
+    /// Items about cards this service never issued, or issued longer ago than its retention:
+    /// counted (here and in `cds_feedback_unknown_cards_total`), not stored.
     pub unknown_cards: usize,
 }
 
@@ -181,11 +185,13 @@ pub struct StoreOptions {
     pub queue_capacity: usize,
     /// Honour [`TEST_HOOK_PANIC`]. Only the hidden, loopback-only `--test-hooks` sets it.
     pub test_hooks: bool,
+    /// Days rows are kept (`--retain-days`); `None` prunes nothing.
+    pub retain_days: Option<u32>,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        Self { fixed_now: None, queue_capacity: DEFAULT_QUEUE_CAPACITY, test_hooks: false }
+        Self { fixed_now: None, queue_capacity: DEFAULT_QUEUE_CAPACITY, test_hooks: false, retain_days: None }
     }
 }
 
@@ -259,6 +265,7 @@ impl FeedbackStore {
                 health: health.clone(),
                 clock,
                 test_hooks: options.test_hooks,
+                retain_days: options.retain_days,
             },
             first,
         )?;
@@ -347,7 +354,8 @@ fn keyer_for(target: &Target, secret: Option<&str>) -> Result<PatientKeyer, Stor
         (None, Target::Postgres(_)) => Err(StoreError::Config(
             "with PostgreSQL, --patient-key-secret is required (every replica must derive the same pseudonymous patient keys)".into(),
         )),
-        (None, Target::Sqlite(path)) => {
+        (None, Target::Sqlite(file)) => {
+            let path = &file.path;
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("leg-cramp-cds.sqlite");
             PatientKeyer::load_or_create(&path.with_file_name(format!("{name}.key")))
         }
@@ -364,3 +372,5 @@ fn connect_and_load(target: &Target, clock: Clock) -> Result<(Box<dyn sql::Backe
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_retention;

@@ -134,7 +134,9 @@ fn known_card(tx: &mut dyn Sql, service: &str, card_uuid: &str) -> Result<Option
 }
 
 /// Stores a request's feedback in one durable transaction (all items or none); returns the
-/// receipt and the suppressions it created.
+/// receipt and the suppressions in force because of it. Items about cards this service never
+/// issued (or no longer keeps) are counted in the receipt, not stored: they cannot be acted
+/// on, and storing them would let anyone grow the database without limit.
 pub fn store_feedback(
     b: &mut dyn Backend,
     service: &str,
@@ -148,18 +150,24 @@ pub fn store_feedback(
         receipt = FeedbackReceipt::default();
         created.clear();
         for row in rows {
-            let card = known_card(tx, service, &row.card_uuid)?;
-            if let Some(card) = &card {
-                check_suggestions(row, card)?;
-            }
-            if !insert_feedback(tx, service, row, card.is_some(), now)? {
-                receipt.duplicates += 1;
+            let Some(card) = known_card(tx, service, &row.card_uuid)? else {
+                receipt.unknown_cards += 1;
                 continue;
-            }
-            receipt.stored += 1;
-            match card {
-                None => receipt.unknown_cards += 1,
-                Some(card) => suppress_if_addressed(tx, row, &card, suppress_days, now, &mut created)?,
+            };
+            check_suggestions(row, &card)?;
+            let addressed = addressed(row, &card, suppress_days);
+            if insert_feedback(tx, service, row, now)? {
+                receipt.stored += 1;
+                if addressed {
+                    withhold(tx, &card, &row.card_uuid, now + chrono::Duration::days(suppress_days), &mut created)?;
+                }
+            } else {
+                receipt.duplicates += 1;
+                if addressed {
+                    // A repeat (the EHR retrying after an answer it did not get) brings back
+                    // the suppression the first one created, for a mirror that missed it.
+                    in_force(tx, &card, now, &mut created)?;
+                }
             }
         }
         Ok(())
@@ -177,23 +185,16 @@ fn check_suggestions(row: &FeedbackRow, card: &KnownCard) -> Result<(), StoreErr
     }
 }
 
-/// Inserts one item; `false` when an identical item is already stored.
-fn insert_feedback(
-    tx: &mut dyn Sql,
-    service: &str,
-    row: &FeedbackRow,
-    known: bool,
-    now: DateTime<Utc>,
-) -> Result<bool, StoreError> {
+/// Inserts one item about a known card; `false` when an identical item is already stored.
+fn insert_feedback(tx: &mut dyn Sql, service: &str, row: &FeedbackRow, now: DateTime<Utc>) -> Result<bool, StoreError> {
     let inserted = tx.exec(
         "INSERT INTO feedback (fingerprint, service, card_uuid, known_card, outcome, accepted_suggestions,
             override_system, override_code, override_display, user_comment, outcome_timestamp, received_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (fingerprint) DO NOTHING",
+         VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (fingerprint) DO NOTHING",
         &[
             V::Text(fingerprint(service, row)),
             V::Text(service.to_string()),
             V::Text(row.card_uuid.clone()),
-            V::Int(known as i64),
             V::Text(row.outcome.clone()),
             V::Text(serde_json::Value::from(row.accepted_suggestions.clone()).to_string()),
             V::opt(&row.override_system),
@@ -207,23 +208,26 @@ fn insert_feedback(
     Ok(inserted > 0)
 }
 
-/// "Already addressed" withholds each rule the card stands for (a merged card: every rule
-/// it lists) for this patient. Critical cards are never withheld.
-fn suppress_if_addressed(
+/// "Already addressed" withholds each rule the card stands for (a merged card: every rule it
+/// lists) for this patient. Critical cards are never withheld.
+fn addressed(row: &FeedbackRow, card: &KnownCard, suppress_days: i64) -> bool {
+    row.outcome == "overridden"
+        && row.override_system.as_deref() == Some(ALREADY_ADDRESSED.0)
+        && row.override_code.as_deref() == Some(ALREADY_ADDRESSED.1)
+        && card.indicator != "critical"
+        && suppress_days > 0
+}
+
+/// Withholds the card's rules for its patient until `until`, which runs from when the service
+/// received the feedback: the client's `outcomeTimestamp` is the clinician's account, not
+/// the service's clock, and does not set how long a card stays hidden.
+fn withhold(
     tx: &mut dyn Sql,
-    row: &FeedbackRow,
     card: &KnownCard,
-    suppress_days: i64,
-    now: DateTime<Utc>,
+    card_uuid: &str,
+    until: DateTime<Utc>,
     created: &mut Vec<Suppression>,
 ) -> Result<(), StoreError> {
-    let addressed = row.outcome == "overridden"
-        && row.override_system.as_deref() == Some(ALREADY_ADDRESSED.0)
-        && row.override_code.as_deref() == Some(ALREADY_ADDRESSED.1);
-    if !addressed || card.indicator == "critical" || suppress_days <= 0 {
-        return Ok(());
-    }
-    let until = row.outcome_timestamp.max(now - chrono::Duration::days(1)) + chrono::Duration::days(suppress_days);
     for rule in &card.rules {
         tx.exec(
             "INSERT INTO suppressions (patient_key, rule, until_at, card_uuid) VALUES (?, ?, ?, ?)
@@ -233,10 +237,31 @@ fn suppress_if_addressed(
                 V::Text(card.patient_key.clone()),
                 V::Text(rule.clone()),
                 V::Text(ts(until)),
-                V::Text(row.card_uuid.clone()),
+                V::Text(card_uuid.to_string()),
             ],
         )?;
         created.push(Suppression { patient_key: card.patient_key.clone(), rule: rule.clone(), until });
+    }
+    Ok(())
+}
+
+/// The suppressions of the card's rules for its patient still in force.
+fn in_force(
+    tx: &mut dyn Sql,
+    card: &KnownCard,
+    now: DateTime<Utc>,
+    created: &mut Vec<Suppression>,
+) -> Result<(), StoreError> {
+    for rule in &card.rules {
+        for r in tx.query(
+            "SELECT until_at FROM suppressions WHERE patient_key = ? AND rule = ? AND until_at > ?",
+            &[V::Text(card.patient_key.clone()), V::Text(rule.clone()), V::Text(ts(now))],
+            &[Kind::Text],
+        )? {
+            let until =
+                parse_ts(r.text(0)?).ok_or(StoreError::Decode { column: 0, expected: "an RFC 3339 instant" })?;
+            created.push(Suppression { patient_key: card.patient_key.clone(), rule: rule.clone(), until });
+        }
     }
     Ok(())
 }

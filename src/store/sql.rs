@@ -110,7 +110,7 @@ pub trait Backend: Send {
 /// Where the store lives; opens connections to it.
 #[derive(Debug, Clone)]
 pub enum Target {
-    Sqlite(PathBuf),
+    Sqlite(std::sync::Arc<super::sqlite::SqliteFile>),
     Postgres(Box<postgres::Config>),
 }
 
@@ -134,7 +134,7 @@ impl Target {
             }
             Ok(Target::Postgres(Box::new(config)))
         } else {
-            Ok(Target::Sqlite(PathBuf::from(database)))
+            Ok(Target::Sqlite(std::sync::Arc::new(super::sqlite::SqliteFile::new(PathBuf::from(database)))))
         }
     }
 
@@ -147,7 +147,7 @@ impl Target {
 
     pub fn connect(&self) -> Result<Box<dyn Backend>, StoreError> {
         Ok(match self {
-            Target::Sqlite(path) => Box::new(super::sqlite::Sqlite::open(path)?),
+            Target::Sqlite(file) => Box::new(super::sqlite::Sqlite::open(file)?),
             Target::Postgres(config) => Box::new(super::postgres::Postgres::connect(config)?),
         })
     }

@@ -1,10 +1,12 @@
 //! The writer thread: card records and feedback, in queue order, on one connection.
 //! Records that fail for a passing reason go back to the head of the queue and are retried
 //! with backoff; feedback is answered at once (503 while the database is down); the
-//! connection reopens itself; a panic restarts the loop with the queue intact.
+//! connection reopens itself; a panic restarts the loop with the queue intact. Between work
+//! items it runs the retention passes, one small batch at a time.
 
 use super::queries;
 use super::queue::{FeedbackJob, Queue, Record, Work};
+use super::retention::Retention;
 use super::sql::{Backend, Link, Target};
 use super::supervisor::{supervise, Health};
 use super::{suppress, Clock, StoreError, SuppressionMap, TEST_HOOK_PANIC};
@@ -24,6 +26,8 @@ pub struct Shared {
     pub health: Arc<Health>,
     pub clock: Clock,
     pub test_hooks: bool,
+    /// `--retain-days`; `None`: nothing is pruned (the report command).
+    pub retain_days: Option<u32>,
 }
 
 /// Starts the supervised writer thread; `first` is the connection opened at start-up, if any.
@@ -39,7 +43,8 @@ pub fn spawn(shared: Shared, first: Option<Box<dyn Backend>>) -> Result<(), Stor
                         Some(conn) => Link::with_connection(shared.target.clone(), true, conn),
                         None => Link::new(shared.target.clone(), true),
                     };
-                    Writer { shared: &shared, link, failures: 0, retry_at: None }.run();
+                    let retention = shared.retain_days.map(Retention::new);
+                    Writer { shared: &shared, link, failures: 0, retry_at: None, retention }.run();
                 },
                 || {
                     let lost = shared.queue.abandon_in_flight();
@@ -63,19 +68,41 @@ struct Writer<'a> {
     link: Link,
     failures: u32,
     retry_at: Option<Instant>,
+    retention: Option<Retention>,
 }
 
 impl Writer<'_> {
     fn run(&mut self) {
         loop {
-            match self.shared.queue.take(self.retry_at, PROBE_INTERVAL) {
+            // A retention batch runs after each work item while a pass is due (not while
+            // the database is failing: the backoff holds).
+            let pruning = self.retry_at.is_none() && self.retention.as_ref().is_some_and(Retention::due);
+            let idle = if pruning { Duration::ZERO } else { PROBE_INTERVAL };
+            match self.shared.queue.take(self.retry_at, idle) {
                 Work::Closed => return,
+                Work::Idle if pruning => {}
                 Work::Idle => self.probe(),
                 Work::Records(batch) => self.write_records(batch),
                 Work::Feedback(job) => self.feedback(job),
                 Work::Flush(done) => {
                     let _ = done.send(());
                 }
+            }
+            if pruning && self.retry_at.is_none() {
+                self.prune();
+            }
+        }
+    }
+
+    fn prune(&mut self) {
+        let Some(retention) = self.retention.as_mut() else { return };
+        let now = self.shared.clock.now();
+        match self.link.run(|b| retention.step(b, now)) {
+            Ok(()) => self.succeeded(),
+            Err(e) if e.is_transient() => self.failed(&e),
+            Err(e) => {
+                tracing::error!(error = %e, "retention pass failed; trying again in an hour");
+                retention.postpone();
             }
         }
     }

@@ -9,12 +9,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Cards the service issued (and records): those with a uuid and a topic.
-fn recordable(cards: &[Value]) -> u64 {
+pub(crate) fn recordable(cards: &[Value]) -> u64 {
     cards.iter().filter(|c| c["uuid"].is_string() && c["source"]["topic"]["code"].is_string()).count() as u64
 }
 
 /// Sum of every series of a Prometheus counter or gauge (0 when absent).
-async fn metric(server: &TestServer, name: &str) -> f64 {
+pub(crate) async fn metric(server: &TestServer, name: &str) -> f64 {
     let text = server.client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
     text.lines()
         .filter(|l| l.starts_with(name) && matches!(l.as_bytes().get(name.len()), Some(b'{' | b' ')))
@@ -23,12 +23,15 @@ async fn metric(server: &TestServer, name: &str) -> f64 {
 }
 
 /// Cards issued across all rules, as the store reports them.
-async fn stored_issued(server: &TestServer) -> u64 {
+pub(crate) async fn stored_issued(server: &TestServer) -> u64 {
     analytics(server, "").await["rules"].as_array().unwrap().iter().map(|r| r["issued"].as_u64().unwrap()).sum()
 }
 
 /// Retries `f` every 200 ms until it returns `Some`, for at most `secs`.
-async fn eventually<T, F: std::future::Future<Output = Option<T>>>(secs: u64, mut f: impl FnMut() -> F) -> Option<T> {
+pub(crate) async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
+    secs: u64,
+    mut f: impl FnMut() -> F,
+) -> Option<T> {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         if let Some(v) = f().await {
@@ -43,7 +46,7 @@ async fn eventually<T, F: std::future::Future<Output = Option<T>>>(secs: u64, mu
 
 /// Feedback on the visit's magnesium card is refused (503, no 200 without a commit), and
 /// /readyz says the store is unavailable, naming the database's own error.
-async fn assert_store_unavailable(server: &TestServer, visit: &[Value], database: &str) {
+pub(crate) async fn assert_store_unavailable(server: &TestServer, visit: &[Value], database: &str) {
     let (status, body) = send_feedback(server, vec![accepted(card_of(visit, MG).unwrap())]).await;
     assert_eq!(status, 503, "{body}");
     assert_outcome(&body, "feedback store");
@@ -53,7 +56,7 @@ async fn assert_store_unavailable(server: &TestServer, visit: &[Value], database
 }
 
 /// Sends "accepted" on the visit's magnesium card until it is stored (30 s at most); the receipt.
-async fn accepted_once_stored(server: &TestServer, visit: &[Value], why: &str) -> Value {
+pub(crate) async fn accepted_once_stored(server: &TestServer, visit: &[Value], why: &str) -> Value {
     let item = accepted(card_of(visit, MG).unwrap());
     eventually(30, || async {
         let (status, body) = send_feedback(server, vec![item.clone()]).await;
