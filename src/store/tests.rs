@@ -4,9 +4,9 @@
 
 use super::*;
 
-const NOW: &str = "2026-06-15T12:00:00Z";
+pub(super) const NOW: &str = "2026-06-15T12:00:00Z";
 
-fn t(s: &str) -> DateTime<Utc> {
+pub(super) fn t(s: &str) -> DateTime<Utc> {
     s.parse().unwrap()
 }
 
@@ -30,7 +30,7 @@ fn card(uuid: &str, topic: &str, rules: &[&str], indicator: &str) -> IssuedCard 
     }
 }
 
-fn item(index: usize, card: &str, outcome: &str, reason: Option<&str>) -> FeedbackRow {
+pub(super) fn item(index: usize, card: &str, outcome: &str, reason: Option<&str>) -> FeedbackRow {
     FeedbackRow {
         index,
         card_uuid: card.into(),

@@ -3,14 +3,10 @@
 //! The HTTP tests (tests/api/hostile_store.rs) run the same through the server.
 
 use super::sql::{Backend, Target};
+use super::tests::{item, t, NOW};
 use super::*;
 
-const NOW: &str = "2026-06-15T12:00:00Z";
 const SECRET: &str = "unit-test-secret-unit-test-secret";
-
-fn t(s: &str) -> DateTime<Utc> {
-    s.parse().unwrap()
-}
 
 /// A migrated connection of the test's own to a SQLite file.
 fn connect(path: &std::path::Path) -> Box<dyn Backend> {
@@ -33,18 +29,9 @@ fn issued(uuid: String, at: &str) -> queue::Record {
     })
 }
 
+/// "Already addressed" on `card`.
 fn addressed(card: &str) -> FeedbackRow {
-    FeedbackRow {
-        index: 0,
-        card_uuid: card.into(),
-        outcome: "overridden".into(),
-        accepted_suggestions: vec![],
-        override_system: Some(ALREADY_ADDRESSED.0.into()),
-        override_code: Some(ALREADY_ADDRESSED.1.into()),
-        override_display: None,
-        user_comment: None,
-        outcome_timestamp: t(NOW),
-    }
+    item(0, card, "overridden", Some(ALREADY_ADDRESSED.1))
 }
 
 #[test]

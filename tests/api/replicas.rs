@@ -4,6 +4,7 @@
 use crate::feedback::{
     accepted, analytics, card_of, cards, overridden, rule_stats, send_feedback, Backend, Database, INFO, MG, NOW,
 };
+use crate::helpers::project_path;
 use crate::store_faults::eventually;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -80,4 +81,22 @@ async fn already_addressed_on_replica_a_snoozes_the_card_on_replica_b_and_analyt
     .await;
     let (mg, info) = agreed.unwrap_or_else(|| panic!("replicas agree on {tally:?}"));
     assert_eq!((mg["accepted"].as_u64(), info["overridden"].as_u64()), (Some(1), Some(1)), "{mg} {info}");
+}
+
+/// The compose stack runs the service as several replicas behind one load balancer, as the
+/// README documents (no Docker engine here: the files are checked, not run).
+#[test]
+fn compose_runs_several_replicas_behind_one_load_balancer() {
+    let text = std::fs::read_to_string(project_path("docker-compose.yml")).unwrap();
+    let compose = &yaml_rust2::YamlLoader::load_from_str(&text).unwrap()[0];
+    let service = &compose["services"]["leg-cramp-cds"];
+    assert!(service["deploy"]["replicas"].as_i64().is_some_and(|n| n >= 2), "deploy.replicas ≥ 2");
+    assert!(service["ports"].is_badvalue(), "replicas publish no port of their own: only the load balancer does");
+    assert!(service["environment"]["LEG_CRAMP_CDS_DATABASE"].as_str().unwrap().starts_with("postgres://"));
+    let lb = &compose["services"]["lb"];
+    assert_eq!(lb["ports"][0].as_str(), Some("127.0.0.1:8080:8080"));
+    assert_eq!(lb["volumes"][0].as_str(), Some("./docker/nginx.conf:/etc/nginx/nginx.conf:ro"));
+    let nginx = std::fs::read_to_string(project_path("docker/nginx.conf")).unwrap();
+    assert!(nginx.contains("server leg-cramp-cds:8080 resolve"), "every replica's address, looked up again");
+    assert!(nginx.contains("client_max_body_size 11m;"), "bodies up to the service's own 10 MiB limit reach it");
 }
