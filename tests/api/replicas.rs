@@ -81,6 +81,10 @@ async fn already_addressed_on_replica_a_snoozes_the_card_on_replica_b_and_analyt
     .await;
     let (mg, info) = agreed.unwrap_or_else(|| panic!("replicas agree on {tally:?}"));
     assert_eq!((mg["accepted"].as_u64(), info["overridden"].as_u64()), (Some(1), Some(1)), "{mg} {info}");
+    // Each replica ran its retention pass on the shared database (nothing is old enough yet).
+    for replica in [&a, &b] {
+        assert!(replica.log_text().contains("retention pass"), "{}", replica.log_text());
+    }
 }
 
 /// The compose stack runs the service as several replicas behind one load balancer, as the
