@@ -67,6 +67,18 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[
             "INSERT INTO issued_card_rules (card_uuid, rule, issued_at) SELECT card_uuid, rule, issued_at FROM issued_cards",
         ],
     ),
+    (
+        // JWT replay ledger (see `replay`): token ids used by any replica, until the token
+        // expires. The key is SHA-256 of issuer and jti; no token, issuer or jti is stored.
+        3,
+        &[
+            "CREATE TABLE used_jwt_ids (
+                token_key TEXT PRIMARY KEY,
+                expires_at TEXT NOT NULL
+            )",
+            "CREATE INDEX used_jwt_ids_expires ON used_jwt_ids (expires_at)",
+        ],
+    ),
 ];
 
 /// Timestamps as fixed-width RFC 3339 UTC text, so string order is time order.

@@ -14,6 +14,8 @@ mod eval_command;
 mod facts;
 mod feedback;
 mod fhir_fallback;
+mod hostile_auth;
+mod replay_replicas;
 mod revision2;
 mod rules;
 mod samples;
