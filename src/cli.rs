@@ -140,9 +140,16 @@ pub struct ServeArgs {
     /// JWK Set URLs a token's `jku` may name: `ISS=URL`, repeatable.
     #[arg(long = "allowed-jku", env = "LEG_CRAMP_CDS_ALLOWED_JKU", value_delimiter = ',')]
     pub allowed_jku: Vec<String>,
-    /// Serve discovery without a JWT (the CDS Hooks Sandbox calls it unauthenticated first).
+    /// Serve discovery without a JWT, for a client that cannot sign its discovery call. Not
+    /// needed for the CDS Hooks Sandbox: the Sandbox signs discovery calls too (aud = the
+    /// discovery URL), like every other call.
     #[arg(long, env = "LEG_CRAMP_CDS_OPEN_DISCOVERY")]
     pub open_discovery: bool,
+    /// Longest JWT lifetime (exp - iat) accepted, e.g. 5m or 1h (at most 24h). A longer-lived
+    /// token is refused: stolen, it would stay usable, and its jti would have to be kept as
+    /// long. The CDS Hooks Sandbox and Epic sign 5-minute tokens.
+    #[arg(long, env = "LEG_CRAMP_CDS_MAX_TOKEN_LIFETIME", default_value = "1h", value_parser = parse_token_lifetime)]
+    pub max_token_lifetime: std::time::Duration,
     /// Allow running without authentication on a non-loopback address. Never in production.
     #[arg(long, env = "LEG_CRAMP_CDS_INSECURE_NO_AUTH")]
     pub insecure_no_auth: bool,
@@ -250,7 +257,7 @@ impl ServeArgs {
                     spec.split_once('=').ok_or_else(|| format!("{flag} '{spec}': expected ISS=VALUE"))?;
                 let issuer = issuers
                     .iter_mut()
-                    .find(|i| i.iss == iss)
+                    .find(|i| i.iss == crate::auth::normalise_issuer(iss))
                     .ok_or_else(|| format!("{flag} '{spec}': '{iss}' is not a --trusted-issuer"))?;
                 if tenant {
                     issuer.tenants.push(value.to_string());
@@ -291,8 +298,19 @@ fn parse_queue_bound(s: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("'{s}' is not 1 to 10000000"))
 }
 
-/// Parses `3s`, `500ms`, `2m`, or a bare number of seconds.
+/// Parses `3s`, `500ms`, `2m`, or a bare number of seconds; up to an hour.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    parse_duration_up_to(s, 3600.0)
+}
+
+/// A JWT lifetime bound: a duration up to 24 h.
+pub fn parse_token_lifetime(s: &str) -> Result<std::time::Duration, String> {
+    parse_duration_up_to(s, 86_400.0)
+}
+
+/// Parses `3s`, `500ms`, `2m`, `1h`, or a bare number of seconds, more than 0 and at most
+/// `max_secs`.
+fn parse_duration_up_to(s: &str, max_secs: f64) -> Result<std::time::Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
@@ -301,9 +319,10 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         "" | "s" => n,
         "ms" => n / 1000.0,
         "m" => n * 60.0,
-        other => return Err(format!("unknown duration unit '{other}' (use ms, s or m)")),
+        "h" => n * 3600.0,
+        other => return Err(format!("unknown duration unit '{other}' (use ms, s, m or h)")),
     };
-    if !(secs > 0.0 && secs < 3600.0) {
+    if !(secs > 0.0 && secs <= max_secs) {
         return Err(format!("'{s}' is out of range"));
     }
     Ok(std::time::Duration::from_secs_f64(secs))
@@ -321,6 +340,15 @@ mod tests {
         assert!(parse_size("ten").is_err());
         assert!(parse_size("5 parsecs").is_err());
         assert!(parse_size("0").is_err());
+    }
+
+    #[test]
+    fn token_lifetimes_parse_up_to_a_day() {
+        assert_eq!(parse_token_lifetime("1h"), Ok(std::time::Duration::from_secs(3600)));
+        assert_eq!(parse_token_lifetime("5m"), Ok(std::time::Duration::from_secs(300)));
+        assert!(parse_token_lifetime("25h").is_err());
+        assert!(parse_token_lifetime("0s").is_err());
+        assert!(parse_duration("2h").is_err(), "timeouts stay under an hour");
     }
 
     #[test]

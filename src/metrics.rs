@@ -1,6 +1,6 @@
 //! Prometheus metrics (`GET /metrics`): requests by service and status, latency, cards by
 //! rule and indicator, suppressed cards, FHIR fallback calls and failures, feedback outcomes,
-//! and the feedback store's queue, shed records, thread restarts and availability.
+//! the feedback store's queue, shed records, thread restarts and availability, and refused JWTs.
 //! Labels are bounded sets (service ids, rule ids, statuses): no patient data, no free text.
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -20,6 +20,8 @@ pub const STORE_QUEUE: &str = "cds_store_queue_records";
 pub const STORE_RESTARTS: &str = "cds_store_thread_restarts_total";
 pub const STORE_UP: &str = "cds_store_up";
 pub const STORE_PRUNED: &str = "cds_store_pruned_rows_total";
+pub const AUTH_REJECTIONS: &str = "cds_auth_rejections_total";
+pub const REPLAY_CHECKED_LOCALLY: &str = "cds_jwt_replay_checked_locally_total";
 
 /// Installs the process-wide recorder once; later calls return the same handle.
 pub fn handle() -> &'static PrometheusHandle {
@@ -54,6 +56,11 @@ pub fn handle() -> &'static PrometheusHandle {
         metrics::describe_counter!(STORE_RESTARTS, "Feedback store threads restarted after a panic, by thread");
         metrics::describe_gauge!(STORE_UP, "1 when the feedback store's database answers the writer, 0 when not");
         metrics::describe_counter!(STORE_PRUNED, "Rows deleted by the --retain-days retention, by table");
+        metrics::describe_counter!(AUTH_REJECTIONS, "JWTs refused, by reason (every one, logged or not)");
+        metrics::describe_counter!(
+            REPLAY_CHECKED_LOCALLY,
+            "jti checked against this process's memory only, because the shared replay ledger did not answer"
+        );
         handle
     })
 }

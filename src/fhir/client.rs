@@ -1,10 +1,16 @@
 //! The FHIR client used when prefetch is missing: GET `{fhirServer}/{query}` with the
 //! client's bearer token, all keys in parallel, paging followed up to caps, one overall
-//! deadline. Only servers allowed by the access policy are called; redirects never leave the
-//! host. The token is never logged.
+//! deadline. Only servers allowed by `--fhir-allow` are called, and every URL (first, redirect,
+//! next page) must lie within the request's `fhirServer` ([`super::allow`]): redirects are
+//! followed here, not by the HTTP client, so each target is checked before the token goes
+//! with it. The token is never logged.
 
+use super::allow::{origin, FhirAllowList};
 use serde_json::Value;
 use std::time::Duration;
+
+/// Redirects followed for one page.
+const MAX_REDIRECTS: usize = 5;
 
 #[derive(Debug, Clone)]
 pub struct FhirClientConfig {
@@ -22,6 +28,7 @@ pub struct FhirClientConfig {
 #[derive(Clone)]
 pub struct FhirClient {
     http: reqwest::Client,
+    allow: FhirAllowList,
     pub config: FhirClientConfig,
 }
 
@@ -29,49 +36,34 @@ pub struct FhirClient {
 pub type FetchResult = Result<Vec<Value>, String>;
 
 impl FhirClient {
+    /// Fails on an unusable `--fhir-allow` value.
     pub fn new(config: FhirClientConfig) -> Result<Self, String> {
         crate::install_crypto_provider();
+        let allow = FhirAllowList::new(&config.allow, config.allow_loopback)?;
         let http = reqwest::Client::builder()
             .connect_timeout(config.timeout)
             .timeout(config.timeout)
             .pool_idle_timeout(Duration::from_secs(60))
             .tls_certs_merge(config.extra_roots.iter().cloned())
-            .redirect(reqwest::redirect::Policy::custom(|attempt| {
-                // Follow a redirect only within the same scheme, host and port.
-                let same = attempt.previous().last().is_some_and(|prev| {
-                    prev.scheme() == attempt.url().scheme()
-                        && prev.host_str() == attempt.url().host_str()
-                        && prev.port_or_known_default() == attempt.url().port_or_known_default()
-                });
-                if same && attempt.previous().len() < 5 {
-                    attempt.follow()
-                } else {
-                    attempt.stop()
-                }
-            }))
+            // Redirects are followed by `fetch_page`, each target checked first.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("cannot build HTTP client: {e}"))?;
-        Ok(Self { http, config })
-    }
-
-    /// Whether the policy allows calling this URL.
-    pub fn allowed(&self, url: &str) -> bool {
-        let Ok(parsed) = reqwest::Url::parse(url) else { return false };
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return false;
-        }
-        if self.config.allow_loopback && is_loopback(&parsed) {
-            return true;
-        }
-        self.config.allow.iter().any(|prefix| url_has_prefix(url, prefix))
+        Ok(Self { http, allow, config })
     }
 
     /// Fetches every (key, url) in parallel within the deadline. Each result is the list of
     /// resources (Bundle entries flattened; a single resource as one item).
-    pub async fn fetch_all(&self, requests: Vec<(String, String)>, token: Option<&str>) -> Vec<(String, FetchResult)> {
+    /// `server` is the request's `fhirServer`: every URL called must lie within it.
+    pub async fn fetch_all(
+        &self,
+        server: &str,
+        requests: Vec<(String, String)>,
+        token: Option<&str>,
+    ) -> Vec<(String, FetchResult)> {
         let keys: Vec<String> = requests.iter().map(|(k, _)| k.clone()).collect();
         let futures = requests.into_iter().map(|(key, url)| async move {
-            let result = self.fetch_paged(&url, token).await;
+            let result = self.fetch_paged(server, &url, token).await;
             (key, result)
         });
         match tokio::time::timeout(self.config.timeout, futures_util::future::join_all(futures)).await {
@@ -83,31 +75,13 @@ impl FhirClient {
         }
     }
 
-    async fn fetch_paged(&self, url: &str, token: Option<&str>) -> FetchResult {
+    async fn fetch_paged(&self, server: &str, url: &str, token: Option<&str>) -> FetchResult {
         let mut resources = Vec::new();
         let mut next = Some(url.to_string());
         let mut pages = 0;
         while let Some(url) = next.take() {
-            if !self.allowed(&url) {
-                return Err(format!("{} is not an allowed FHIR server (--fhir-allow)", origin_of(&url)));
-            }
             pages += 1;
-            let mut request = self.http.get(&url).header("Accept", "application/fhir+json");
-            if let Some(t) = token {
-                request = request.bearer_auth(t);
-            }
-            let response = request.send().await.map_err(|e| describe_error(&e, self.config.timeout))?;
-            let status = response.status();
-            if !status.is_success() {
-                return Err(format!("FHIR server answered {status} for {}", path_of(&url)));
-            }
-            let body: Value = response.json().await.map_err(|e| {
-                if e.is_timeout() {
-                    describe_error(&e, self.config.timeout)
-                } else {
-                    "FHIR server sent a body that is not FHIR JSON".to_string()
-                }
-            })?;
+            let body = self.fetch_page(server, &url, token).await?;
             match body.get("resourceType").and_then(Value::as_str) {
                 Some("Bundle") => {
                     next = body
@@ -138,40 +112,45 @@ impl FhirClient {
         }
         Ok(resources)
     }
-}
 
-/// Prefix match on a URL, requiring the prefix to end at a path boundary so that
-/// `http://127.0.0.1:8080` does not allow `http://127.0.0.1:80801`.
-pub fn url_has_prefix(url: &str, prefix: &str) -> bool {
-    let prefix = prefix.trim_end_matches('/');
-    url.starts_with(prefix) && matches!(url[prefix.len()..].chars().next(), None | Some('/') | Some('?'))
-}
-
-fn is_loopback(url: &reqwest::Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
+    /// One page: GET with the token, following redirects that stay within the request's
+    /// `fhirServer`; any other redirect is refused and its target never called.
+    async fn fetch_page(&self, server: &str, url: &str, token: Option<&str>) -> Result<Value, String> {
+        let mut target = self.allow.check(server, url)?;
+        for _ in 0..=MAX_REDIRECTS {
+            let mut request = self.http.get(target.clone()).header("Accept", "application/fhir+json");
+            if let Some(t) = token {
+                request = request.bearer_auth(t);
+            }
+            let response = request.send().await.map_err(|e| describe_error(&e, self.config.timeout))?;
+            let status = response.status();
+            // The path only in messages: a query string may carry the patient id.
+            if status.is_redirection() {
+                let location = response.headers().get(reqwest::header::LOCATION).and_then(|l| l.to_str().ok());
+                match location.and_then(|l| target.join(l).ok()).map(|next| self.allow.check(server, next.as_str())) {
+                    Some(Ok(next)) => target = next,
+                    _ => {
+                        return Err(format!(
+                            "FHIR server answered {status} for {}, redirecting outside the request's fhirServer; not followed",
+                            target.path()
+                        ))
+                    }
+                }
+                continue;
+            }
+            if !status.is_success() {
+                return Err(format!("FHIR server answered {status} for {}", target.path()));
+            }
+            return response.json().await.map_err(|e| {
+                if e.is_timeout() {
+                    describe_error(&e, self.config.timeout)
+                } else {
+                    "FHIR server sent a body that is not FHIR JSON".to_string()
+                }
+            });
+        }
+        Err(format!("FHIR server redirected more than {MAX_REDIRECTS} times from {}; not followed", origin(url)))
     }
-}
-
-fn origin_of(url: &str) -> String {
-    reqwest::Url::parse(url)
-        .map(|u| {
-            format!(
-                "{}://{}{}",
-                u.scheme(),
-                u.host_str().unwrap_or(""),
-                u.port().map(|p| format!(":{p}")).unwrap_or_default()
-            )
-        })
-        .unwrap_or_else(|_| "(invalid URL)".into())
-}
-
-/// The path only: a query string may carry the patient id.
-fn path_of(url: &str) -> String {
-    reqwest::Url::parse(url).map(|u| u.path().to_string()).unwrap_or_default()
 }
 
 fn describe_error(e: &reqwest::Error, timeout: Duration) -> String {
@@ -179,23 +158,8 @@ fn describe_error(e: &reqwest::Error, timeout: Duration) -> String {
         format!("FHIR server did not answer within {} ms", timeout.as_millis())
     } else if e.is_connect() {
         "FHIR server unreachable (connection failed)".into()
-    } else if e.is_redirect() {
-        "FHIR server redirected to another host; not followed".into()
     } else {
         // reqwest's Display includes the URL, which may hold a patient id: keep the kind only.
         "FHIR request failed".into()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prefixes_stop_at_path_boundaries() {
-        assert!(url_has_prefix("http://127.0.0.1:8080/fhir/Patient/1", "http://127.0.0.1:8080"));
-        assert!(url_has_prefix("http://127.0.0.1:8080/fhir/Patient/1", "http://127.0.0.1:8080/fhir/"));
-        assert!(!url_has_prefix("http://127.0.0.1:80801/fhir", "http://127.0.0.1:8080"));
-        assert!(!url_has_prefix("http://127.0.0.1.evil.com/fhir", "http://127.0.0.1"));
     }
 }

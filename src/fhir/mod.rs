@@ -5,6 +5,7 @@
 //! Malformed input is read tolerantly ([`tolerant`]): one-or-many arrays, unreadable
 //! elements no decision needs dropped alone, as set out in [`elements`].
 
+pub mod allow;
 pub mod client;
 pub mod elements;
 pub mod head;

@@ -68,13 +68,8 @@ impl Application {
         catalog: Catalog,
         store: Option<Arc<FeedbackStore>>,
     ) -> anyhow::Result<Self> {
-        let issuers = args.issuers().map_err(anyhow::Error::msg)?;
         let extra_roots = args.extra_roots().map_err(anyhow::Error::msg)?;
-        let auth = if issuers.is_empty() {
-            None
-        } else {
-            Some(Authenticator::new(issuers, &extra_roots).map_err(anyhow::Error::msg)?)
-        };
+        let auth = authenticator(args, &extra_roots, store.as_deref())?;
         let tls = match (&args.tls_cert, &args.tls_key) {
             (Some(cert), Some(key)) => Some(tls_config(cert, key)?),
             _ => None,
@@ -191,6 +186,35 @@ fn routes_config(cfg: &mut web::ServiceConfig, demo: bool) {
     )
     .service(web::resource("/readyz").route(web::get().to(readyz)).default_service(web::to(method_not_allowed("GET"))))
     .default_service(web::to(not_found));
+}
+
+/// The JWT authenticator when issuers are trusted, its `jti` replay protection shared through
+/// the feedback store when there is one (replicas and restarts), else this process's memory.
+fn authenticator(
+    args: &ServeArgs,
+    extra_roots: &[reqwest::Certificate],
+    store: Option<&FeedbackStore>,
+) -> anyhow::Result<Option<Authenticator>> {
+    let issuers = args.issuers().map_err(anyhow::Error::msg)?;
+    if issuers.is_empty() {
+        return Ok(None);
+    }
+    let auth = Authenticator::new(issuers, extra_roots, args.max_token_lifetime).map_err(anyhow::Error::msg)?;
+    let ledger = store.map(FeedbackStore::replay_ledger);
+    Ok(Some(match ledger {
+        Some(Ok(ledger)) => {
+            tracing::info!("JWT replay protection: jti shared through the feedback store (replicas, restarts)");
+            auth.with_replay_ledger(Arc::new(ledger))
+        }
+        Some(Err(e)) => {
+            tracing::error!(error = %e, "JWT replay protection: this process's memory only (no replay ledger)");
+            auth
+        }
+        None => {
+            tracing::warn!("JWT replay protection: this process's memory only (the feedback store is not open)");
+            auth
+        }
+    }))
 }
 
 /// Explicit origins; else any origin on loopback (the Sandbox and the demo page), none otherwise.

@@ -32,15 +32,14 @@ pub async fn discovery(req: HttpRequest, state: web::Data<AppState>) -> Result<H
 /// built from --public-url and the request path.
 pub async fn authenticate(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
     let Some(auth) = &state.auth else { return Ok(()) };
-    let audience = format!("{}{}", state.public_url, req.path());
     let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    match auth.verify(header, &audience).await {
+    match auth.verify(header, &state.public_url, req.path()).await {
         Ok(client) => {
             tracing::debug!(iss = %client.iss, tenant = ?client.tenant, "client authenticated");
             Ok(())
         }
-        Err(r) => {
-            tracing::warn!(iss = ?r.iss, kid = ?r.kid, jti = ?r.jti, reason = %r.reason, path = %req.path(), "JWT rejected");
+        Err(rejection) => {
+            auth.log_rejection(&rejection, req.path());
             Err(ApiError::Unauthorized)
         }
     }

@@ -38,8 +38,8 @@ pub async fn complete_prefetch(
     if !failures.is_empty() {
         return Err(ServiceError::PrefetchUnavailable(failures));
     }
-    let Some(fhir) = fhir else { return Ok(resources) };
-    if let (Some(_), Some(_)) = (server, token) {
+    let (Some(fhir), Some(server)) = (fhir, server) else { return Ok(resources) };
+    if token.is_some() {
         fetches.extend(continuations);
     }
     if fetches.is_empty() {
@@ -48,7 +48,7 @@ pub async fn complete_prefetch(
     let started = std::time::Instant::now();
     let count = fetches.len();
     metrics::counter!(crate::metrics::FHIR_CALLS).increment(count as u64);
-    for (key, result) in fhir.fetch_all(fetches, token).await {
+    for (key, result) in fhir.fetch_all(server, fetches, token).await {
         match result {
             Ok(list) => list.into_iter().for_each(|v| resources.add_resource(v, &format!("fetched.{key}"))),
             Err(reason) => {

@@ -68,6 +68,18 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[
         ],
     ),
     (
+        // JWT replay ledger (see `replay`): token ids used by any replica, until the token
+        // expires. The key is SHA-256 of issuer and jti; no token, issuer or jti is stored.
+        3,
+        &[
+            "CREATE TABLE used_jwt_ids (
+                token_key TEXT PRIMARY KEY,
+                expires_at TEXT NOT NULL
+            )",
+            "CREATE INDEX used_jwt_ids_expires ON used_jwt_ids (expires_at)",
+        ],
+    ),
+    (
         // Retention (`--retain-days`) deletes by time: an index on each table's time. Feedback
         // about unknown cards is no longer stored; what earlier versions stored is deleted.
         4,

@@ -18,6 +18,7 @@ mod postgres;
 mod queries;
 mod queue;
 mod reader;
+mod replay;
 mod retention;
 mod sql;
 mod sqlite;
@@ -26,6 +27,7 @@ mod writer;
 
 pub use error::StoreError;
 pub use patient_key::PatientKeyer;
+pub use replay::JtiLedger;
 pub use supervisor::Outage;
 
 use chrono::{DateTime, Utc};
@@ -211,6 +213,8 @@ pub struct FeedbackStore {
     analytics: mpsc::SyncSender<reader::AnalyticsJob>,
     suppressions: Arc<RwLock<SuppressionMap>>,
     health: Arc<Health>,
+    /// Where the database is, for the connections opened later (the JWT replay ledger).
+    target: Target,
     pub keyer: PatientKeyer,
     pub backend_name: &'static str,
 }
@@ -260,7 +264,7 @@ impl FeedbackStore {
         writer::spawn(
             writer::Shared {
                 queue: queue.clone(),
-                target,
+                target: target.clone(),
                 mirror: suppressions.clone(),
                 health: health.clone(),
                 clock,
@@ -269,7 +273,12 @@ impl FeedbackStore {
             },
             first,
         )?;
-        Ok(Self { queue, analytics, suppressions, health, keyer, backend_name })
+        Ok(Self { queue, analytics, suppressions, health, target, keyer, backend_name })
+    }
+
+    /// The JWT replay ledger on this store's database: a thread and connection of its own.
+    pub fn replay_ledger(&self) -> Result<JtiLedger, StoreError> {
+        JtiLedger::spawn(self.target.clone())
     }
 
     /// Rules suppressed for this patient at `now` (info/warning cards of these rules are

@@ -8,15 +8,15 @@ use std::sync::OnceLock;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const ISS: &str = "https://ehr.example.org";
-const SANDBOX_ISS: &str = "https://sandbox.cds-hooks.org";
+pub(crate) const ISS: &str = "https://ehr.example.org";
+pub(crate) const SANDBOX_ISS: &str = "https://sandbox.cds-hooks.org";
 const SANDBOX_KID: &str = "44823f3d-0b01-4a6c-a80e-b9d3e8a7226f";
 
-struct Keys {
-    ec: EncodingKey,
-    rsa: EncodingKey,
+pub(crate) struct Keys {
+    pub(crate) ec: EncodingKey,
+    pub(crate) rsa: EncodingKey,
     rsa_public_pem: String,
-    jwks_file: tempfile::NamedTempFile,
+    pub(crate) jwks_file: tempfile::NamedTempFile,
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -24,7 +24,7 @@ fn b64(bytes: &[u8]) -> String {
 }
 
 /// One P-384 and one RSA key pair for the whole test run, and a JWKS file with both.
-fn keys() -> &'static Keys {
+pub(crate) fn keys() -> &'static Keys {
     static KEYS: OnceLock<Keys> = OnceLock::new();
     KEYS.get_or_init(|| {
         let ec = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
@@ -51,35 +51,37 @@ fn keys() -> &'static Keys {
 /// A server that trusts ISS (generated keys) and the Sandbox (its public JWKS). It listens on
 /// port 0 and, with no `--public-url`, derives its public URL from the port it really got, so
 /// there is no race for a port picked in advance.
-fn secured(extra: &[&str]) -> TestServer {
-    let trusted = format!("{ISS}={}", keys().jwks_file.path().display());
-    let sandbox = format!("{SANDBOX_ISS}={}", project_path("tests/fixtures/sandbox/sandbox-jwks.json").display());
-    TestServer::builder()
-        .args(["--trusted-issuer", &trusted, "--trusted-issuer", &sandbox])
-        .args(extra.iter().map(|s| s.to_string()))
-        .start()
+pub(crate) fn secured(extra: &[&str]) -> TestServer {
+    TestServer::builder().args(trusted_issuer_args()).args(extra.iter().map(|s| s.to_string())).start()
 }
 
-fn now() -> i64 {
+/// `--trusted-issuer` for ISS (generated keys) and for the Sandbox (its public JWKS).
+pub(crate) fn trusted_issuer_args() -> Vec<String> {
+    let trusted = format!("{ISS}={}", keys().jwks_file.path().display());
+    let sandbox = format!("{SANDBOX_ISS}={}", project_path("tests/fixtures/sandbox/sandbox-jwks.json").display());
+    vec!["--trusted-issuer".into(), trusted, "--trusted-issuer".into(), sandbox]
+}
+
+pub(crate) fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-fn claims(aud: Value) -> Value {
+pub(crate) fn claims(aud: Value) -> Value {
     json!({"iss": ISS, "aud": aud, "iat": now(), "exp": now() + 300, "jti": uuid(), "sub": "epic-client", "nbf": now() - 300})
 }
 
-fn sign(alg: Algorithm, kid: &str, claims: &Value, key: &EncodingKey) -> String {
+pub(crate) fn sign(alg: Algorithm, kid: &str, claims: &Value, key: &EncodingKey) -> String {
     let mut header = Header::new(alg);
     header.kid = Some(kid.to_string());
     header.typ = Some("JWT".into());
     jsonwebtoken::encode(&header, claims, key).unwrap()
 }
 
-fn es384(claims: &Value) -> String {
+pub(crate) fn es384(claims: &Value) -> String {
     sign(Algorithm::ES384, "ec-1", claims, &keys().ec)
 }
 
-async fn call(server: &TestServer, token: Option<&str>) -> reqwest::Response {
+pub(crate) async fn call(server: &TestServer, token: Option<&str>) -> reqwest::Response {
     let mut req = server.client.post(server.url("/cds-services/leg-cramp-causes")).json(&patient_view_request());
     if let Some(t) = token {
         req = req.header("Authorization", format!("Bearer {t}"));
@@ -87,7 +89,7 @@ async fn call(server: &TestServer, token: Option<&str>) -> reqwest::Response {
     req.send().await.unwrap()
 }
 
-async fn assert_401(res: reqwest::Response, case: &str) {
+pub(crate) async fn assert_401(res: reqwest::Response, case: &str) {
     assert_eq!(res.status().as_u16(), 401, "{case}");
     assert_eq!(res.headers()["www-authenticate"], "Bearer", "{case}");
     let (_, body) = read(res).await;
@@ -107,7 +109,7 @@ async fn valid_es384_and_rs384_tokens_are_accepted_with_extra_claims() {
 }
 
 #[tokio::test]
-async fn bearer_in_capitals_is_accepted_the_scheme_is_case_insensitive() {
+async fn bearer_scheme_in_capitals_is_accepted() {
     let server = secured(&[]);
     let aud = json!(server.url("/cds-services/leg-cramp-causes"));
     for scheme in ["BEARER", "bearer", "BeArEr"] {
@@ -133,9 +135,8 @@ async fn bearer_in_capitals_is_accepted_the_scheme_is_case_insensitive() {
     assert_401(res, "another scheme").await;
 }
 
-#[tokio::test]
-async fn a_token_signed_with_the_sandbox_key_verifies() {
-    let server = secured(&[]);
+/// A token as the CDS Hooks Sandbox signs it (its public TEST-ONLY key, ES384, its kid and jku).
+pub(crate) fn sandbox_token(claims: &Value) -> String {
     let key = EncodingKey::from_ec_pem(
         &std::fs::read(project_path("tests/fixtures/sandbox/sandbox-ecprivkey.TEST-ONLY.pem")).unwrap(),
     )
@@ -145,9 +146,14 @@ async fn a_token_signed_with_the_sandbox_key_verifies() {
     header.typ = Some("JWT".into());
     // The Sandbox always names its jku; it is not allow-listed here, so it is not fetched.
     header.jku = Some("https://sandbox.cds-hooks.org/.well-known/jwks.json".into());
+    jsonwebtoken::encode(&header, claims, &key).unwrap()
+}
+
+#[tokio::test]
+async fn a_token_signed_with_the_sandbox_key_verifies() {
+    let server = secured(&[]);
     let c = json!({"iss": SANDBOX_ISS, "aud": server.url("/cds-services/leg-cramp-causes"), "iat": now(), "exp": now() + 300, "jti": uuid()});
-    let token = jsonwebtoken::encode(&header, &c, &key).unwrap();
-    assert_eq!(call(&server, Some(&token)).await.status().as_u16(), 200);
+    assert_eq!(call(&server, Some(&sandbox_token(&c))).await.status().as_u16(), 200);
 }
 
 #[tokio::test]

@@ -1,64 +1,37 @@
 //! Trusting CDS clients (CDS Hooks 2.0.1 "Trusting CDS Clients" and the best-practices JWT
 //! checklist): every protected call carries `Authorization: Bearer <JWT>` signed by an
-//! allow-listed issuer. Checks, in order: issuer allow-listed; `typ` JWT and `kid` present;
-//! asymmetric algorithm matching the key type; `jku` only if allow-listed; signature against
-//! that issuer's key; `aud` is the exact URL called; `exp`/`iat`/`nbf` with leeway; `tenant`
-//! allow-listed when configured; `jti` not seen before. Failures are logged with iss, kid,
-//! jti and the reason, never the token.
+//! allow-listed issuer. Checks, in order: issuer allow-listed (compared normalised, see
+//! [`normalise_issuer`]); `typ` JWT and `kid` present; asymmetric algorithm matching the key
+//! type; `jku` only if allow-listed; signature against that issuer's key; `aud` is the URL
+//! called; `exp`/`iat`/`nbf` with leeway; lifetime `exp − iat` within the bound; `tenant`
+//! allow-listed when configured; `jti` not used before, here or on another replica
+//! ([`replay`]). Failures are logged with iss, kid, jti (shortened) and the reason, within a
+//! budget ([`report`]), never the token.
+
+mod issuer;
+mod replay;
+mod report;
+
+pub use issuer::{normalise_issuer, JwksSource, TrustedIssuer};
+pub use replay::{ClaimFuture, LedgerUnavailable, ReplayLedger};
 
 use base64::Engine;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use replay::ReplayGuard;
+use report::{for_log, RejectionLog};
 use serde::Deserialize;
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Clock skew tolerated on exp, nbf and iat.
 pub const LEEWAY_SECS: u64 = 60;
-/// jti entries are kept for the token lifetime, at most this long (best practices: ≤ 1 h).
-const MAX_JTI_RETENTION_SECS: i64 = 3600;
-const MAX_JTI_ENTRIES: usize = 200_000;
 /// An unknown kid triggers a JWKS refetch at most this often per source.
 const REFRESH_INTERVAL: Duration = Duration::from_secs(60);
 
 const ALLOWED_ALGORITHMS: [Algorithm; 5] =
     [Algorithm::ES384, Algorithm::RS384, Algorithm::ES256, Algorithm::RS256, Algorithm::PS384];
-
-#[derive(Debug, Clone)]
-pub enum JwksSource {
-    File(PathBuf),
-    Url(String),
-}
-
-#[derive(Debug, Clone)]
-pub struct TrustedIssuer {
-    pub iss: String,
-    pub jwks: JwksSource,
-    /// When non-empty, the `tenant` claim must be one of these.
-    pub tenants: Vec<String>,
-    /// JWK Set URLs that a token's `jku` may name for this issuer.
-    pub allowed_jku: Vec<String>,
-}
-
-impl TrustedIssuer {
-    /// Parses `ISS=JWKS` (a file path or an https URL).
-    pub fn parse(spec: &str) -> Result<Self, String> {
-        let (iss, jwks) = spec.split_once('=').ok_or_else(|| format!("'{spec}': expected ISS=JWKS"))?;
-        if iss.is_empty() || jwks.is_empty() {
-            return Err(format!("'{spec}': expected ISS=JWKS"));
-        }
-        let jwks = if jwks.starts_with("https://") {
-            JwksSource::Url(jwks.to_string())
-        } else if jwks.starts_with("http://") {
-            return Err(format!("'{jwks}': a remote JWKS must be fetched over https"));
-        } else {
-            JwksSource::File(PathBuf::from(jwks))
-        };
-        Ok(Self { iss: iss.to_string(), jwks, tenants: Vec::new(), allowed_jku: Vec::new() })
-    }
-}
 
 /// Who called, once verified.
 #[derive(Debug, Clone)]
@@ -67,13 +40,23 @@ pub struct VerifiedClient {
     pub tenant: Option<String>,
 }
 
-/// Why a token was refused (logged, never sent to the client).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why a token was refused (logged, never sent to the client). The claims are the token's
+/// own, unverified, so they are kept shortened for the log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Rejection {
-    pub reason: String,
+    pub reason: &'static str,
     pub iss: Option<String>,
     pub kid: Option<String>,
     pub jti: Option<String>,
+    /// The `--public-url` that would have matched, when `aud` named this service by another
+    /// loopback host name.
+    pub public_url_hint: Option<String>,
+}
+
+impl Rejection {
+    fn because(&self, reason: &'static str) -> Rejection {
+        Rejection { reason, ..self.clone() }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -84,6 +67,9 @@ struct Claims {
     jti: Option<String>,
     #[serde(default)]
     tenant: Option<String>,
+    /// Read only for the host-alias hint (jsonwebtoken checks it).
+    #[serde(default)]
+    aud: Option<serde_json::Value>,
 }
 
 struct CachedKeys {
@@ -92,10 +78,14 @@ struct CachedKeys {
 }
 
 pub struct Authenticator {
+    /// Keyed by normalised issuer.
     issuers: HashMap<String, TrustedIssuer>,
     /// Keyed by source (file path or URL).
     keys: Mutex<HashMap<String, CachedKeys>>,
-    seen_jti: Mutex<HashMap<String, i64>>,
+    replay: ReplayGuard,
+    /// Longest accepted `exp − iat`, in seconds.
+    max_lifetime: i64,
+    rejections: RejectionLog,
     http: reqwest::Client,
 }
 
@@ -103,8 +93,13 @@ impl Authenticator {
     /// Loads every file-based JWKS now (a bad file stops start-up); URL sources are fetched
     /// on first use and cached.
     /// `extra_roots`: CA certificates (PEM) trusted for https JWKS in addition to the
-    /// system's (hospitals often run an internal CA).
-    pub fn new(issuers: Vec<TrustedIssuer>, extra_roots: &[reqwest::Certificate]) -> Result<Self, String> {
+    /// system's (hospitals often run an internal CA). Tokens living longer than
+    /// `max_lifetime` are refused.
+    pub fn new(
+        issuers: Vec<TrustedIssuer>,
+        extra_roots: &[reqwest::Certificate],
+        max_lifetime: Duration,
+    ) -> Result<Self, String> {
         crate::install_crypto_provider();
         let mut keys = HashMap::new();
         for i in &issuers {
@@ -124,41 +119,52 @@ impl Authenticator {
         Ok(Self {
             issuers: issuers.into_iter().map(|i| (i.iss.clone(), i)).collect(),
             keys: Mutex::new(keys),
-            seen_jti: Mutex::new(HashMap::new()),
+            replay: ReplayGuard::default(),
+            max_lifetime: i64::try_from(max_lifetime.as_secs()).unwrap_or(i64::MAX),
+            rejections: RejectionLog::default(),
             http,
         })
     }
 
-    /// Verifies `Authorization: Bearer <JWT>` for a call to `audience` (the exact URL called).
-    pub async fn verify(&self, authorization: Option<&str>, audience: &str) -> Result<VerifiedClient, Rejection> {
-        let mut rejection = Rejection { reason: String::new(), iss: None, kid: None, jti: None };
-        let fail = |mut r: Rejection, reason: &str| {
-            r.reason = reason.to_string();
-            Err(r)
-        };
+    /// Shares `jti` replay protection through `ledger` (the feedback store), in addition to
+    /// this process's memory.
+    pub fn with_replay_ledger(self, ledger: Arc<dyn ReplayLedger>) -> Self {
+        Self { replay: self.replay.with_ledger(ledger), ..self }
+    }
+
+    /// Verifies `Authorization: Bearer <JWT>` for a call to `path` under `public_url`: the
+    /// token's `aud` must be that URL (a trailing slash aside).
+    pub async fn verify(
+        &self,
+        authorization: Option<&str>,
+        public_url: &str,
+        path: &str,
+    ) -> Result<VerifiedClient, Rejection> {
+        let audience = format!("{public_url}{path}");
+        let mut rejection = Rejection::default();
         // The scheme is case-insensitive (RFC 9110 §11.1): "Bearer", "bearer", "BEARER".
         let Some(token) =
             authorization.and_then(|h| h.get(..7).filter(|p| p.eq_ignore_ascii_case("bearer ")).map(|_| &h[7..]))
         else {
-            return fail(rejection, "no bearer token");
+            return Err(rejection.because("no bearer token"));
         };
         let token = token.trim();
         let Ok(header) = jsonwebtoken::decode_header(token) else {
-            return fail(rejection, "malformed JWT header or unsupported alg");
+            return Err(rejection.because("malformed JWT header or unsupported alg"));
         };
-        rejection.kid = header.kid.clone();
-        let Some(unverified) = peek_claims(token) else { return fail(rejection, "malformed JWT payload") };
-        rejection.iss = unverified.iss.clone();
-        rejection.jti = unverified.jti.clone();
-        let Some(issuer) = unverified.iss.as_deref().and_then(|iss| self.issuers.get(iss)) else {
-            return fail(rejection, "issuer not trusted");
+        rejection.kid = header.kid.as_deref().map(for_log);
+        let Some(unverified) = peek_claims(token) else { return Err(rejection.because("malformed JWT payload")) };
+        rejection.iss = unverified.iss.as_deref().map(for_log);
+        rejection.jti = unverified.jti.as_deref().map(for_log);
+        let Some(issuer) = unverified.iss.as_deref().and_then(|iss| self.issuers.get(&normalise_issuer(iss))) else {
+            return Err(rejection.because("issuer not trusted"));
         };
         if !header.typ.as_deref().is_some_and(|t| t.eq_ignore_ascii_case("JWT")) {
-            return fail(rejection, "typ is not JWT");
+            return Err(rejection.because("typ is not JWT"));
         }
-        let Some(kid) = header.kid.as_deref() else { return fail(rejection, "no kid") };
+        let Some(kid) = header.kid.as_deref() else { return Err(rejection.because("no kid")) };
         if !ALLOWED_ALGORITHMS.contains(&header.alg) {
-            return fail(rejection, "algorithm not allowed (asymmetric ES/RS/PS only)");
+            return Err(rejection.because("algorithm not allowed (asymmetric ES/RS/PS only)"));
         }
         // The issuer's configured JWKS first; a `jku` is fetched only when allow-listed for
         // this issuer (an attacker-chosen jku is never dereferenced: SSRF, key injection).
@@ -168,54 +174,50 @@ impl Authenticator {
                 jwk = self.find_key(&JwksSource::Url(jku.to_string()), kid).await;
             }
         }
-        let Some(jwk) = jwk else { return fail(rejection, "unknown kid") };
+        let Some(jwk) = jwk else { return Err(rejection.because("unknown kid")) };
         if !key_matches(&jwk, header.alg) {
-            return fail(rejection, "algorithm does not match the key type");
+            return Err(rejection.because("algorithm does not match the key type"));
         }
-        let Ok(key) = DecodingKey::from_jwk(&jwk) else { return fail(rejection, "unusable key in JWKS") };
-        let mut validation = Validation::new(header.alg);
-        validation.leeway = LEEWAY_SECS;
-        validation.validate_nbf = true;
-        validation.set_audience(&[audience]);
-        validation.set_issuer(&[issuer.iss.as_str()]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
-        let claims = match jsonwebtoken::decode::<Claims>(token, &key, &validation) {
+        let Ok(key) = DecodingKey::from_jwk(&jwk) else { return Err(rejection.because("unusable key in JWKS")) };
+        // The token's own spelling of the issuer: it matched the trusted one once normalised.
+        let iss = unverified.iss.as_deref().unwrap_or_default();
+        let claims = match jsonwebtoken::decode::<Claims>(token, &key, &validation(header.alg, &audience, iss)) {
             Ok(data) => data.claims,
-            Err(e) => return fail(rejection, decode_failure(e.kind())),
+            Err(e) => {
+                if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::InvalidAudience) {
+                    rejection.public_url_hint = report::public_url_hint(unverified.aud.as_ref(), public_url, &audience);
+                }
+                return Err(rejection.because(decode_failure(e.kind())));
+            }
         };
+        self.check_claims(issuer, claims).await.map_err(|reason| rejection.because(reason))
+    }
+
+    /// The checks on verified claims that jsonwebtoken does not make, the jti claim last.
+    async fn check_claims(&self, issuer: &TrustedIssuer, claims: Claims) -> Result<VerifiedClient, &'static str> {
         let now = chrono::Utc::now().timestamp();
-        let Some(iat) = claims.iat else { return fail(rejection, "no iat") };
-        if iat > now + LEEWAY_SECS as i64 {
-            return fail(rejection, "iat in the future");
+        let leeway = LEEWAY_SECS as i64;
+        let Some(iat) = claims.iat else { return Err("no iat") };
+        if iat > now + leeway {
+            return Err("iat in the future");
+        }
+        // Required by the validation, so present.
+        let exp = claims.exp.unwrap_or(now);
+        if exp.saturating_sub(iat) > self.max_lifetime {
+            return Err("token lifetime (exp - iat) exceeds --max-token-lifetime");
         }
         if !issuer.tenants.is_empty() && !claims.tenant.as_ref().is_some_and(|t| issuer.tenants.contains(t)) {
-            return fail(rejection, "tenant not allow-listed");
+            return Err("tenant not allow-listed");
         }
-        let Some(jti) = claims.jti.as_deref().filter(|j| !j.is_empty()) else { return fail(rejection, "no jti") };
-        let exp = claims.exp.unwrap_or(now);
-        if !self.remember_jti(&issuer.iss, jti, exp, now) {
-            return fail(rejection, "jti replayed");
-        }
+        let Some(jti) = claims.jti.as_deref().filter(|j| !j.is_empty()) else { return Err("no jti") };
+        // Kept until the token can no longer be accepted: exp plus the leeway.
+        self.replay.claim(&issuer.iss, jti, exp + leeway, now).await?;
         Ok(VerifiedClient { iss: issuer.iss.clone(), tenant: claims.tenant })
     }
 
-    /// Records a jti; false if it was already seen within its lifetime.
-    fn remember_jti(&self, iss: &str, jti: &str, exp: i64, now: i64) -> bool {
-        let mut seen = self.seen_jti.lock().unwrap_or_else(|e| e.into_inner());
-        let key = format!("{iss}\u{0}{jti}");
-        if seen.get(&key).is_some_and(|&until| until >= now) {
-            return false;
-        }
-        if seen.len() >= MAX_JTI_ENTRIES {
-            seen.retain(|_, until| *until >= now);
-            if seen.len() >= MAX_JTI_ENTRIES {
-                // Full of live tokens: refuse rather than forget (fail closed).
-                return false;
-            }
-        }
-        let until = exp.min(now + MAX_JTI_RETENTION_SECS) + LEEWAY_SECS as i64;
-        seen.insert(key, until);
-        true
+    /// Logs a refusal (shortened claims, within the log budget) and counts it.
+    pub fn log_rejection(&self, rejection: &Rejection, path: &str) {
+        self.rejections.log(rejection, path);
     }
 
     async fn find_key(&self, source: &JwksSource, kid: &str) -> Option<jsonwebtoken::jwk::Jwk> {
@@ -261,6 +263,23 @@ impl Authenticator {
     }
 }
 
+/// What jsonwebtoken checks: the signature, `aud` (the URL called, with or without a trailing
+/// slash: the Sandbox signs the discovery URL as the user typed it), `iss` as the token spells
+/// it, and exp/nbf with leeway.
+fn validation(alg: Algorithm, audience: &str, iss: &str) -> Validation {
+    let mut validation = Validation::new(alg);
+    validation.leeway = LEEWAY_SECS;
+    validation.validate_nbf = true;
+    let other_spelling = match audience.strip_suffix('/') {
+        Some(bare) => bare.to_string(),
+        None => format!("{audience}/"),
+    };
+    validation.set_audience(&[audience, other_spelling.as_str()]);
+    validation.set_issuer(&[iss]);
+    validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+    validation
+}
+
 /// The claims, read without verification, only to choose the issuer's keys.
 fn peek_claims(token: &str) -> Option<Claims> {
     let payload = token.split('.').nth(1)?;
@@ -278,7 +297,7 @@ fn key_matches(jwk: &jsonwebtoken::jwk::Jwk, alg: Algorithm) -> bool {
     }
 }
 
-/// Why `jsonwebtoken` refused a token, in words for the log and the 401.
+/// Why `jsonwebtoken` refused a token, in words for the log.
 fn decode_failure(kind: &jsonwebtoken::errors::ErrorKind) -> &'static str {
     use jsonwebtoken::errors::ErrorKind as K;
     match kind {
