@@ -63,16 +63,12 @@ pub fn lines(book: &RuleBook, facts: &PatientFacts, e: &Evidence) -> Vec<String>
         Evidence::NoRecentObservation { vs, lookback_days } => {
             let set = book.index.get(*vs);
             let name = set.label.as_deref().unwrap_or(&set.id);
-            let unusable = facts
-                .observations
-                .iter()
-                .filter(|o| o.sets.contains(vs) && o.unreadable.is_some())
-                .map(|o| format!("{} on {}", o.shown_value(), date(o.effective)))
-                .next();
+            let unusable = facts.observations.iter().find(|o| o.sets.contains(vs) && o.unreadable.is_some()).map(|o| {
+                let why = if o.implausible { "is not a possible value" } else { "could not be interpreted" };
+                format!("{} on {} {why}", o.shown_value(), date(o.effective))
+            });
             match unusable {
-                Some(u) => vec![format!(
-                    "No usable {name} result in the last {lookback_days} days (a result {u} could not be interpreted)"
-                )],
+                Some(u) => vec![format!("No usable {name} result in the last {lookback_days} days (a result {u})")],
                 None => vec![format!("No {name} result in the last {lookback_days} days")],
             }
         }
@@ -129,7 +125,13 @@ fn observation_lines(book: &RuleBook, facts: &PatientFacts, o: &ObservationEvide
     }
     for &k in &o.set_aside {
         let other = &facts.observations[k];
-        let why = if other.unreadable.is_some() { "could not be interpreted" } else { "was haemolysed and not used" };
+        let why = if other.implausible {
+            "is not a possible value and was not used"
+        } else if other.unreadable.is_some() {
+            "could not be interpreted"
+        } else {
+            "was haemolysed and not used"
+        };
         out.push(format!("A newer {name} result ({}, {}) {why}", other.shown_value(), date(other.effective)));
     }
     out

@@ -6,6 +6,7 @@ use super::dates::parse_fhir_datetime;
 use super::{first_coding, reference, sets_of_concept, CodeRef};
 use crate::fhir::model::{CodeableConcept, Observation, Quantity, ReferenceRange};
 use crate::knowledge::conventions::ObservationConvention;
+use crate::knowledge::numbers::format_number;
 use crate::knowledge::placeholder::shorten;
 use crate::knowledge::valueset::{ValueSetIndex, VsId};
 use chrono::{DateTime, Utc};
@@ -27,6 +28,9 @@ pub struct ObservationFact {
     pub canonical: Vec<(VsId, Option<f64>)>,
     /// What was sent when the value could not be used (e.g. "2.4 mM"), for the card's text.
     pub unreadable: Option<String>,
+    /// The value was read, but no living patient can have it (≤ 0 as sent, or outside the
+    /// value set's plausible range): it is never used for a decision.
+    pub implausible: bool,
     pub reference_high: Option<(f64, Option<String>)>,
     pub effective: Option<DateTime<Utc>>,
     /// When the lab released it: breaks ties between results with the same effective time.
@@ -45,13 +49,10 @@ impl ObservationFact {
         match (self.value, &self.unit, &self.value_label, &self.unreadable) {
             (_, _, _, Some(raw)) => raw.clone(),
             (Some(v), Some(u), _, None) => {
-                format!(
-                    "{}{} {u}",
-                    self.comparator.as_deref().unwrap_or(""),
-                    crate::knowledge::numbers::format_number(v)
-                )
+                // A comparator is a FHIR code (`<`, `>=`…); anything longer is cut.
+                format!("{}{} {u}", shorten(self.comparator.as_deref().unwrap_or(""), 3), format_number(v))
             }
-            (Some(v), None, _, None) => crate::knowledge::numbers::format_number(v),
+            (Some(v), None, _, None) => format_number(v),
             (None, _, Some(l), None) => l.clone(),
             _ => "recorded".to_string(),
         }
@@ -143,33 +144,8 @@ fn fact(base: &Base, part: &Part, index: &ValueSetIndex, notes: &mut Vec<String>
     let quantity = part.quantity;
     let value = quantity.and_then(|q| q.value).filter(|v| v.is_finite());
     let unit = quantity.and_then(|q| q.code.clone().or_else(|| q.unit.clone()));
-    let mut canonical = Vec::new();
-    let mut unreadable = part.value_problem.map(str::to_string);
-    for &vs in &sets {
-        let Some(units) = &index.get(vs).units else { continue };
-        let converted = match (value, &unit) {
-            (Some(v), Some(u)) => units.to_canonical(v, u).or_else(|| {
-                // `unit` is free text; the UCUM `code` may differ from it.
-                quantity.and_then(|q| q.unit.as_deref()).and_then(|u2| units.to_canonical(v, u2))
-            }),
-            _ => None,
-        };
-        if converted.is_none() && unreadable.is_none() {
-            let set = index.get(vs);
-            let what = set.label.as_deref().unwrap_or(&set.id);
-            let (raw, why) = match (value, &unit) {
-                (Some(v), Some(u)) => (
-                    format!("{} {}", crate::knowledge::numbers::format_number(v), shorten(u, 20)),
-                    format!("unit '{}' is not convertible to {} for {what}", shorten(u, 20), units.canonical),
-                ),
-                (Some(v), None) => (crate::knowledge::numbers::format_number(v), "it has no unit".to_string()),
-                (None, _) => ("no value".to_string(), "it has no readable value".to_string()),
-            };
-            notes.push(format!("{reference}: {what} result {raw} not compared: {why}"));
-            unreadable = Some(raw);
-        }
-        canonical.push((vs, converted));
-    }
+    let Read { canonical, unreadable, implausible } =
+        read_values(reference, &sets, quantity, part.value_problem, index, notes);
     let reference_high = part.range.iter().find_map(|r| {
         let h = r.high.as_ref()?;
         Some((h.value?, h.code.clone().or_else(|| h.unit.clone())))
@@ -186,10 +162,88 @@ fn fact(base: &Base, part: &Part, index: &ValueSetIndex, notes: &mut Vec<String>
         comparator: quantity.and_then(|q| q.comparator.clone()),
         canonical,
         unreadable,
+        implausible,
         reference_high,
         effective: base.effective,
         issued: base.issued,
         haemolysed: base.haemolysed,
+    }
+}
+
+/// A result's value in the canonical unit of each of its unit-bearing value sets, or why it
+/// cannot be used.
+struct Read {
+    canonical: Vec<(VsId, Option<f64>)>,
+    unreadable: Option<String>,
+    implausible: bool,
+}
+
+/// Converts the value for each value set of the code; a value that cannot be read or
+/// converted, or that no living patient can have, gets `None` and one warning in `notes`.
+fn read_values(
+    reference: &str,
+    sets: &[VsId],
+    quantity: Option<&Quantity>,
+    value_problem: Option<&str>,
+    index: &ValueSetIndex,
+    notes: &mut Vec<String>,
+) -> Read {
+    let value = quantity.and_then(|q| q.value).filter(|v| v.is_finite());
+    let unit = quantity.and_then(|q| q.code.clone().or_else(|| q.unit.clone()));
+    let mut canonical = Vec::new();
+    let mut unreadable = value_problem.map(str::to_string);
+    let mut implausible = false;
+    for &vs in sets {
+        let Some(units) = &index.get(vs).units else { continue };
+        let converted = match (value, &unit) {
+            (Some(v), Some(u)) => units.to_canonical(v, u).or_else(|| {
+                // `unit` is free text; the UCUM `code` may differ from it.
+                quantity.and_then(|q| q.unit.as_deref()).and_then(|u2| units.to_canonical(v, u2))
+            }),
+            _ => None,
+        };
+        let set = index.get(vs);
+        let what = set.label.as_deref().unwrap_or(&set.id);
+        // A value sent as 0 or below is never a concentration, a count or a rate; a converted
+        // value outside the plausible range is no living patient's.
+        let possible = converted.filter(|c| value.is_some_and(|v| v > 0.0) && units.plausible.contains(*c));
+        if let (Some(_), None) = (converted, possible) {
+            let raw = shown_raw(value, unit.as_deref());
+            if unreadable.is_none() {
+                let p = &units.plausible;
+                notes.push(format!(
+                    "{reference}: {what} result {raw} not used: outside what a living patient can have ({}–{} {})",
+                    format_number(p.low),
+                    format_number(p.high),
+                    units.canonical
+                ));
+                unreadable = Some(raw);
+            }
+            implausible = true;
+        } else if converted.is_none() && unreadable.is_none() {
+            let (raw, why) = match (value, &unit) {
+                (Some(_), Some(u)) => (
+                    shown_raw(value, unit.as_deref()),
+                    format!("unit '{}' is not convertible to {} for {what}", shorten(u, 20), units.canonical),
+                ),
+                (Some(v), None) => (format_number(v), "it has no unit".to_string()),
+                (None, _) => ("no value".to_string(), "it has no readable value".to_string()),
+            };
+            notes.push(format!("{reference}: {what} result {raw} not compared: {why}"));
+            unreadable = Some(raw);
+        }
+        canonical.push((vs, possible));
+    }
+    Read { canonical, unreadable, implausible }
+}
+
+/// A value as sent, for warnings and cards: the number (bounded, whatever it is) and the unit
+/// (shortened).
+fn shown_raw(value: Option<f64>, unit: Option<&str>) -> String {
+    match (value, unit) {
+        (Some(v), Some(u)) => format!("{} {}", format_number(v), shorten(u, 20)),
+        (Some(v), None) => format_number(v),
+        (None, _) => "no value".to_string(),
     }
 }
 

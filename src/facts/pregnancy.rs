@@ -117,7 +117,9 @@ pub fn derive(
     if ev.negative.iter().any(|d| *d > latest_positive) {
         return PregnancyFact::default();
     }
-    let ga = observations.iter().find(|o| o.sets.contains(&s.ga_obs) && within(o.effective)).and_then(|o| {
+    // The latest usable age: one that cannot be read, or that no pregnancy can have, never
+    // hides an older readable one (it is named in the warnings).
+    let ga = observations.iter().filter(|o| o.sets.contains(&s.ga_obs) && within(o.effective)).find_map(|o| {
         let weeks = o.canonical_value(s.ga_obs)?;
         let elapsed_weeks = (days_between(o.effective?, now) / 7.0).floor().max(0.0);
         Some(((weeks + elapsed_weeks).floor() as u32, o.reference.clone()))

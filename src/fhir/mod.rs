@@ -9,6 +9,7 @@ pub mod allow;
 pub mod client;
 pub mod elements;
 pub mod head;
+pub mod identity;
 pub mod model;
 pub mod one_or_many;
 pub mod prefetch;

@@ -2,9 +2,11 @@
 //! (single resources or Bundles), resources fetched from the FHIR server, and draft orders.
 //! Every resource is read tolerantly ([`super::tolerant`]): an element no decision needs is
 //! dropped alone and reported; a resource whose decision element cannot be read is skipped
-//! and reported; neither ever hides the others.
+//! and reported; neither ever hides the others. Resources that are not about the request's
+//! patient are set aside ([`super::identity`]).
 
 use super::head::{fast_head, ResourceHead};
+use super::identity::{pointer_segment, refusal, subject_of, OTHER_PATIENT};
 use super::model::*;
 use super::prefetch::{Entry, PrefetchValue};
 use super::tolerant::{bounded, read_json, read_kind, read_value, IgnoredElement, Read, ReadError};
@@ -41,12 +43,23 @@ pub struct ResourceSet {
     pub observations: Vec<Observation>,
     pub draft_orders: Vec<DraftOrder>,
     pub skipped: Vec<SkippedResource>,
+    /// JSON pointers to the id of each prefetched Patient that is not `context.patientId`:
+    /// the request is then about two patients, and is refused.
+    pub foreign_patients: Vec<String>,
+    /// `context.patientId`: resources whose subject is another patient are skipped.
+    patient_id: Option<String>,
     seen: HashSet<String>,
 }
 
 impl ResourceSet {
+    /// A set that takes any patient's resources (tests, tools).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A set for a request about `patient_id` (its `context.patientId`).
+    pub fn for_patient(patient_id: Option<&str>) -> Self {
+        Self { patient_id: patient_id.map(str::to_string), ..Self::default() }
     }
 
     /// Adds a prefetch value: each resource is parsed once, straight into its typed model.
@@ -56,11 +69,12 @@ impl ResourceSet {
             PrefetchValue::Bundle { entries, next } => {
                 for (i, entry) in entries.into_iter().enumerate() {
                     let at = || prefetch_position(key, Some(i));
+                    let pointer = || Some(prefetch_pointer(key, Some(i)));
                     match entry {
                         Some(Entry::Typed(r)) => {
-                            self.add_typed(r);
+                            self.add_typed(r, &at(), pointer());
                         }
-                        Some(Entry::Raw(r)) => self.add_raw_resource(r.get(), at()),
+                        Some(Entry::Raw(r)) => self.add_raw_resource(r.get(), at(), pointer()),
                         Some(Entry::Invalid { label, reason }) => {
                             self.skip(format!("{} ({})", at(), bounded(&label, LABEL_CHARS)), reason)
                         }
@@ -70,7 +84,7 @@ impl ResourceSet {
                 next
             }
             PrefetchValue::Resource { raw, .. } => {
-                self.add_raw_resource(raw.get(), prefetch_position(key, None));
+                self.add_raw_resource(raw.get(), prefetch_position(key, None), Some(prefetch_pointer(key, None)));
                 None
             }
             PrefetchValue::Invalid(_) => {
@@ -81,9 +95,29 @@ impl ResourceSet {
         }
     }
 
-    /// Adds an already typed resource (de-duplicated by type and id); `false` if it was
-    /// a duplicate.
-    fn add_typed(&mut self, resource: Resource) -> bool {
+    /// Adds an already typed resource (de-duplicated by type and id); `false` if it was not
+    /// added: a duplicate, or set aside because it is not the request's patient's or its id
+    /// is not a FHIR id (named in the warnings). `at` is its position, `pointer` the JSON
+    /// pointer to its id when it came in the request's prefetch.
+    fn add_typed(&mut self, resource: Resource, at: &str, pointer: Option<String>) -> bool {
+        let (kind, id) = resource.kind_and_id();
+        if let (Resource::Patient(_), Some(context), Some(id)) = (&resource, &self.patient_id, id) {
+            if id != context {
+                match pointer {
+                    // Enough to fix the request; bounded whatever it holds.
+                    Some(pointer) if self.foreign_patients.len() < MAX_FOREIGN_REPORTED => {
+                        self.foreign_patients.push(pointer)
+                    }
+                    Some(_) => {}
+                    None => self.skip(label(at, kind, Some(id)), OTHER_PATIENT.into()),
+                }
+                return false;
+            }
+        }
+        if let Some(why) = refusal(id, subject_of(&resource), self.patient_id.as_deref()) {
+            self.skip(label(at, kind, id), why.into());
+            return false;
+        }
         if let (kind, Some(id)) = resource.kind_and_id() {
             if !self.seen.insert(format!("{kind}/{id}")) {
                 return false;
@@ -107,11 +141,17 @@ impl ResourceSet {
 
     /// Adds what the tolerant reader made of a resource: the resource with a warning per
     /// dropped element, or a skip naming why it cannot be used. `at` is its position.
-    fn add_read(&mut self, at: &str, head: (&str, Option<&str>), read: Result<Read, ReadError>) {
+    fn add_read(
+        &mut self,
+        at: &str,
+        head: (&str, Option<&str>),
+        read: Result<Read, ReadError>,
+        pointer: Option<String>,
+    ) {
         let label = label(at, head.0, head.1);
         match read {
             Ok(Read { resource, ignored }) => {
-                if self.add_typed(resource) {
+                if self.add_typed(resource, at, pointer) {
                     self.report_ignored(&label, &ignored);
                 }
             }
@@ -128,7 +168,7 @@ impl ResourceSet {
         }
     }
 
-    fn add_raw_resource(&mut self, text: &str, at: String) {
+    fn add_raw_resource(&mut self, text: &str, at: String, pointer: Option<String>) {
         let head = match fast_head(text) {
             Some((kind, id)) => ResourceHead { resource_type: Some(kind.into()), id: id.map(Into::into) },
             None => match serde_json::from_str::<ResourceHead>(text) {
@@ -142,7 +182,7 @@ impl ResourceSet {
             return self.skip(at, ReadError::NoResourceType.to_string());
         };
         let read = read_json(kind, text);
-        self.add_read(&at, (kind, head.id.as_deref()), read);
+        self.add_read(&at, (kind, head.id.as_deref()), read, pointer);
     }
 
     /// Adds a JSON value (fetched from a FHIR server, or built by tests): a resource, or a
@@ -170,7 +210,7 @@ impl ResourceSet {
         let kind = value.get("resourceType").and_then(Value::as_str).unwrap_or_default().to_string();
         let id = value.get("id").and_then(Value::as_str).map(str::to_string);
         let read = read_value(value);
-        self.add_read(location, (&kind, id.as_deref()), read);
+        self.add_read(location, (&kind, id.as_deref()), read, None);
     }
 
     /// Adds the MedicationRequests of a draft-orders Bundle, read as tolerantly as prefetch;
@@ -192,6 +232,11 @@ impl ResourceSet {
             };
             match read {
                 Ok(Read { resource: Resource::MedicationRequest(request), ignored }) => {
+                    let subject = request.subject.as_ref().and_then(|s| s.reference.as_deref());
+                    if let Some(why) = refusal(request.id.as_deref(), subject, self.patient_id.as_deref()) {
+                        self.skip(label, why.into());
+                        continue;
+                    }
                     self.report_ignored(&label, &ignored);
                     let reference = format!("MedicationRequest/{}", request.id.as_deref().unwrap_or(""));
                     let in_scope = selected.is_none_or(|s| s.contains(&reference));
@@ -228,6 +273,9 @@ impl ResourceSet {
     }
 }
 
+/// Prefetched Patients of another patient named in the refusal, at most.
+const MAX_FOREIGN_REPORTED: usize = 10;
+
 /// Longest prefetch key, resource type or id echoed in a location.
 const LABEL_CHARS: usize = 64;
 
@@ -236,6 +284,16 @@ fn prefetch_position(key: &str, entry: Option<usize>) -> String {
     match entry {
         Some(i) => format!("prefetch.{} entry {i}", bounded(key, LABEL_CHARS)),
         None => format!("prefetch.{}", bounded(key, LABEL_CHARS)),
+    }
+}
+
+/// `/prefetch/labs/entry/3/resource/id` (or `/prefetch/patient/id`): where a prefetched
+/// resource's id is in the request. The key is the client's, so it is bounded.
+fn prefetch_pointer(key: &str, entry: Option<usize>) -> String {
+    let key = pointer_segment(&bounded(key, LABEL_CHARS));
+    match entry {
+        Some(i) => format!("/prefetch/{key}/entry/{i}/resource/id"),
+        None => format!("/prefetch/{key}/id"),
     }
 }
 

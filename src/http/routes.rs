@@ -136,8 +136,24 @@ impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
         match e {
             ServiceError::PrefetchUnavailable(_) => ApiError::PreconditionFailed(e.missing_keys()),
+            ServiceError::PatientMismatch(pointers) => ApiError::BadRequest(patient_mismatch(&pointers)),
         }
     }
+}
+
+/// 400 naming `/context/patientId` and the id of each prefetched Patient that differs from it
+/// (never the ids themselves).
+fn patient_mismatch(pointers: &[String]) -> crate::protocol::RequestError {
+    use crate::protocol::schemas::SchemaError;
+    let mut errors = vec![SchemaError {
+        pointer: "/context/patientId".into(),
+        message: format!("is not the id of the prefetched Patient ({})", pointers.join(", ")),
+    }];
+    errors.extend(pointers.iter().map(|p| SchemaError {
+        pointer: p.clone(),
+        message: "this prefetched Patient is not context.patientId: the request would mix two patients".into(),
+    }));
+    crate::protocol::RequestError::Invalid(errors)
 }
 
 pub async fn not_found(req: HttpRequest) -> HttpResponse {

@@ -14,7 +14,7 @@
 
 mod analyte;
 
-pub use analyte::{AnalyteUnits, LinearMap, UnitSpec};
+pub use analyte::{AnalyteUnits, LinearMap, Plausible, UnitSpec};
 
 use octofhir_ucum::{lookup_unit, parse_expression, Case, UnitExpr};
 use serde::Deserialize;
@@ -83,6 +83,8 @@ pub enum UnitsError {
     Redundant { field: &'static str, unit: String },
     #[error("{field} must be a positive finite number")]
     NotPositive { field: &'static str },
+    #[error("plausible: low and high must be finite numbers with 0 < low < high")]
+    BadPlausible,
 }
 
 impl UnitsError {

@@ -278,7 +278,8 @@ mod tests {
             {"id": "THIAZIDE", "description": "d", "ingredients": ["hydrochlorothiazide", "magnesium oxide"],
              "codes": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "5487"},
                        {"system": "http://www.whocc.no/atc", "code": "C03AA", "match": "descendants"}]},
-            {"id": "MG", "description": "d", "units": {"canonical": "mg/dL", "molar_mass": 24.305, "valence": 2},
+            {"id": "MG", "description": "d", "units": {"canonical": "mg/dL", "molar_mass": 24.305, "valence": 2,
+                "plausible": {"low": 0.1, "high": 40, "source": "s"}},
              "codes": [{"system": "http://loinc.org", "code": "19123-9"}]}
         ]))
         .unwrap();
@@ -345,13 +346,16 @@ mod tests {
 
     #[test]
     fn bad_units_in_a_value_set_are_load_errors() {
+        let p = json!({"low": 1, "high": 2, "source": "s"});
         let files: Vec<ValueSetFile> = serde_json::from_value(json!([
-            {"id": "A", "description": "d", "units": {"canonical": "furlongs/fortnight"}, "codes": [{"system": "s", "code": "1"}]},
-            {"id": "B", "description": "d", "units": {"canonical": "mg/dL", "factors": {"g/L": 0.1}}, "codes": [{"system": "s", "code": "2"}]}
+            {"id": "A", "description": "d", "units": {"canonical": "furlongs/fortnight", "plausible": p}, "codes": [{"system": "s", "code": "1"}]},
+            {"id": "B", "description": "d", "units": {"canonical": "mg/dL", "factors": {"g/L": 0.1}, "plausible": p}, "codes": [{"system": "s", "code": "2"}]},
+            {"id": "C", "description": "d", "units": {"canonical": "mg/dL", "plausible": {"low": 5, "high": 1, "source": "s"}}, "codes": [{"system": "s", "code": "3"}]}
         ]))
         .unwrap();
         let errors = ValueSetIndex::build(files, &converter()).unwrap_err();
-        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert!(errors[2].0 == "C" && errors[2].1.contains("0 < low < high"), "{errors:?}");
         assert!(errors[0].0 == "A" && errors[0].1.contains("neither UCUM nor a listed spelling"), "{errors:?}");
         assert!(errors[1].0 == "B" && errors[1].1.contains("already converts"), "{errors:?}");
     }

@@ -95,14 +95,17 @@ impl Ctx<'_> {
         match t.threshold {
             Threshold::Fixed(v) => v,
             Threshold::ReferenceHigh { times, fallback } => {
+                let units = self.book.index.get(t.vs).units.as_ref();
                 let high = o.reference_high.as_ref().and_then(|(h, unit)| {
-                    let units = self.book.index.get(t.vs).units.as_ref()?;
+                    let units = units?;
                     match unit.as_deref().or(o.unit.as_deref()) {
                         Some(u) => units.to_canonical(*h, u),
                         None => Some(*h),
                     }
                 });
-                high.filter(|h| *h > 0.0).map(|h| h * times).unwrap_or(fallback)
+                // A limit no living patient's result could have is not the laboratory's.
+                let possible = |h: &f64| units.is_some_and(|u| u.plausible.contains(*h));
+                high.filter(possible).map(|h| h * times).unwrap_or(fallback)
             }
         }
     }

@@ -19,6 +19,10 @@ pub enum ServiceError {
     /// Required data could not be had (contract §1.5); HTTP answers 412, one issue per key.
     #[error("required prefetch data is missing and could not be fetched: {}", list(.0))]
     PrefetchUnavailable(Vec<MissingKey>),
+    /// The prefetched Patient is not `context.patientId` (JSON pointers to each such Patient's
+    /// id): the request mixes two patients. HTTP answers 400 naming both pointers.
+    #[error("/context/patientId: the prefetched Patient ({}) is another patient", .0.join(", "))]
+    PatientMismatch(Vec<String>),
 }
 
 fn list(keys: &[MissingKey]) -> String {
@@ -30,6 +34,7 @@ impl ServiceError {
     pub fn missing_keys(&self) -> Vec<(String, String)> {
         match self {
             ServiceError::PrefetchUnavailable(keys) => keys.iter().map(|k| (k.key.clone(), k.reason.clone())).collect(),
+            ServiceError::PatientMismatch(_) => Vec::new(),
         }
     }
 }

@@ -28,8 +28,11 @@ pub struct PrefetchPlan {
 
 /// Reads the prefetch per the contract: absent = not supplied; `null` = no data;
 /// an OperationOutcome = the client's fetch failed (treated as absent); anything else is data.
+/// A prefetched Patient that is not `context.patientId` is recorded in
+/// `resources.foreign_patients` (the call is then refused by [`super::prefetch::complete_prefetch`]).
 pub fn plan_prefetch(request: &mut CdsRequest, service: &ServiceDefinition) -> PrefetchPlan {
-    let mut resources = ResourceSet::new();
+    // Only the request's patient's resources are read (see fhir::identity).
+    let mut resources = ResourceSet::for_patient(request.context.patient_id.as_deref());
     let mut missing = Vec::new();
     let mut continuations = Vec::new();
     for (key, template) in &service.prefetch {

@@ -1,6 +1,7 @@
 //! Completing the prefetch (contract §1.5): keys the client did not supply are fetched from
 //! its FHIR server, and a client-paginated Bundle is followed when a token is present. Any key
-//! that cannot be had fails the call, naming the key and why.
+//! that cannot be had fails the call, naming the key and why; so does a prefetched Patient
+//! that is not `context.patientId`.
 
 use super::error::{MissingKey, ServiceError};
 use super::evaluate::PrefetchPlan;
@@ -21,6 +22,10 @@ pub async fn complete_prefetch(
     plan: PrefetchPlan,
 ) -> Result<ResourceSet, ServiceError> {
     let PrefetchPlan { mut resources, missing, continuations } = plan;
+    // Cards about someone else's data are worse than none: refused before anything is fetched.
+    if !resources.foreign_patients.is_empty() {
+        return Err(ServiceError::PatientMismatch(std::mem::take(&mut resources.foreign_patients)));
+    }
     let server = request.fhir_server.as_deref();
     let token = request.fhir_authorization.as_ref().map(|a| a.access_token.as_str());
     let mut failures = Vec::new();

@@ -121,7 +121,12 @@ fn medication_active_convention_and_ingredient_matching() {
 }
 
 fn lab(code: &str, value: f64, unit: &str, when: &str, status: &str) -> Value {
-    json!({"resourceType": "Observation", "id": format!("{code}-{value}-{unit}"), "status": status,
+    // A FHIR id: letters, digits, '-' and '.' only.
+    let id: String = format!("{code}-{value}-{unit}")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '-' })
+        .collect();
+    json!({"resourceType": "Observation", "id": id, "status": status,
         "code": {"coding": [{"system": "http://loinc.org", "code": code}]}, "effectiveDateTime": when,
         "valueQuantity": {"value": value, "unit": unit}})
 }

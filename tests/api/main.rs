@@ -18,6 +18,7 @@ mod hostile_auth;
 mod hostile_store;
 mod replay_replicas;
 mod replicas;
+mod hostile_values;
 mod revision2;
 mod rules;
 mod samples;

@@ -106,6 +106,8 @@ async fn example_requests_are_accepted_by_the_services() {
         v.as_object_mut().unwrap().remove("fhirServer");
         let prefetch = v["prefetch"].as_object().cloned().unwrap_or_default();
         let mut ours = patient_view_request()["prefetch"].clone();
+        // Our Patient is the example's patient (another one would make the request refused).
+        ours["patient"]["id"] = v["context"]["patientId"].clone();
         for (k, val) in prefetch {
             ours[k] = val;
         }
@@ -119,6 +121,7 @@ async fn example_requests_are_accepted_by_the_services() {
 
     let mut order = order_request("order-select", true);
     order["context"] = fixture("cds-hooks-examples/hook-order-select-01.json")["context"].clone();
+    order["prefetch"]["patient"]["id"] = order["context"]["patientId"].clone();
     let (status, body) = server.post_json("/cds-services/leg-cramp-order-select", &order).await;
     assert_eq!(status, 200, "{body}");
 

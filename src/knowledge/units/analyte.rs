@@ -13,6 +13,9 @@
 //!   enzyme unit, while UCUM's `[IU]` is an arbitrary WHO unit).
 //! - **Linear maps**: scales that are not proportional (HbA1c: NGSP % = 0.09148 × IFCC
 //!   mmol/mol + 2.152).
+//! - **Plausible range**: what a living patient's result can be, in the canonical unit. A
+//!   value outside it (or a value ≤ 0 as sent) is not a measurement of this patient: it is
+//!   never used for a decision and is named in the warnings.
 
 use super::{ParsedUnit, UnitConverter, UnitProblem, UnitsError};
 use serde::Deserialize;
@@ -32,6 +35,27 @@ pub struct UnitSpec {
     pub factors: BTreeMap<String, f64>,
     #[serde(default)]
     pub linear: BTreeMap<String, LinearMap>,
+    /// Required: every analyte a rule can compare has one.
+    pub plausible: Plausible,
+}
+
+/// The values a living patient's result can take, in the canonical unit (bounds included),
+/// and why: chosen beyond anything survivable (the most extreme values reported in survivors)
+/// and well inside the absurd.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Plausible {
+    pub low: f64,
+    pub high: f64,
+    /// Where the bounds come from (case reports, records, or the reasoning).
+    pub source: String,
+}
+
+impl Plausible {
+    /// Whether a value in the canonical unit can be a living patient's result.
+    pub fn contains(&self, value: f64) -> bool {
+        value.is_finite() && value > 0.0 && (self.low..=self.high).contains(&value)
+    }
 }
 
 /// canonical = slope × value + intercept, with its published source.
@@ -53,6 +77,8 @@ pub struct AnalyteUnits {
     parsed: Arc<ParsedUnit>,
     factors: Vec<(Arc<ParsedUnit>, f64)>,
     linear: Vec<(Arc<ParsedUnit>, f64, f64)>,
+    /// What a living patient's result can be, in the canonical unit.
+    pub plausible: Plausible,
     converter: Arc<UnitConverter>,
 }
 
@@ -91,6 +117,10 @@ impl AnalyteUnits {
                 factors.push((p, *factor));
             }
         }
+        let p = &spec.plausible;
+        if !(positive(p.low) && positive(p.high) && p.low < p.high) {
+            errors.push(UnitsError::BadPlausible);
+        }
         let mut linear = Vec::new();
         for (unit, map) in &spec.linear {
             if !positive(map.slope) || !map.intercept.is_finite() {
@@ -108,6 +138,7 @@ impl AnalyteUnits {
                 parsed,
                 factors,
                 linear,
+                plausible: spec.plausible.clone(),
                 converter: Arc::clone(converter),
             }),
             _ => Err(errors),

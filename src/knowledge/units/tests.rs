@@ -14,7 +14,13 @@ fn converter() -> Arc<UnitConverter> {
 }
 
 fn analyte(spec: serde_json::Value) -> AnalyteUnits {
-    AnalyteUnits::new(&serde_json::from_value(spec).unwrap(), &converter()).unwrap()
+    AnalyteUnits::new(&serde_json::from_value(with_plausible(spec)).unwrap(), &converter()).unwrap()
+}
+
+/// A units object with a (wide) plausible range, which every value set must give.
+fn with_plausible(mut spec: serde_json::Value) -> serde_json::Value {
+    spec["plausible"] = json!({"low": 1e-9, "high": 1e9, "source": "test"});
+    spec
 }
 
 fn close(a: Option<f64>, b: f64) -> bool {
@@ -134,7 +140,7 @@ fn annotations_are_ignored_as_ucum_says() {
 #[test]
 fn value_set_units_are_checked_at_load() {
     let c = converter();
-    let spec = |v: serde_json::Value| serde_json::from_value::<UnitSpec>(v).unwrap();
+    let spec = |v: serde_json::Value| serde_json::from_value::<UnitSpec>(with_plausible(v)).unwrap();
     let errors = AnalyteUnits::new(&spec(json!({"canonical": "Cel"})), &c).unwrap_err();
     assert!(matches!(errors[0], UnitsError::SpecialUnit { .. }), "{errors:?}");
     let errors = AnalyteUnits::new(&spec(json!({"canonical": "mg/dL", "molar_mass": 0.0, "factors": {"nope": 2}})), &c)
