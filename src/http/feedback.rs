@@ -18,13 +18,13 @@ fn invalid(pointer: String, message: impl Into<String>) -> ApiError {
 #[utoipa::path(post, path = "/cds-services/{id}/feedback", tag = "CDS Hooks",
     summary = "Feedback on issued cards (stored durably before 200)",
     params(("id" = String, Path, description = "Service id")),
-    request_body(content = FeedbackRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "Stored", body = FeedbackReceipt),
-        (status = 400, description = "Invalid item (pointer in the diagnostics)", body = OperationOutcome),
+        (status = 400, description = "An invalid item (JSON pointer in the diagnostics): it breaks the schema, \
+            names a suggestion its card did not offer, or its outcomeTimestamp is not an RFC 3339 instant or lies \
+            more than 5 minutes in the future", body = OperationOutcome),
         (status = 401, description = "Missing or invalid JWT", body = OperationOutcome),
-        (status = 404, description = "Unknown service", body = OperationOutcome),
-        (status = 503, description = "Feedback store unavailable", body = OperationOutcome)))]
+        (status = 503, description = "The feedback store is unavailable; nothing was stored", body = OperationOutcome)))]
 pub async fn post_feedback(
     req: HttpRequest,
     path: web::Path<String>,
@@ -97,8 +97,10 @@ pub async fn post_feedback(
 }
 
 #[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AnalyticsQuery {
     /// Count only what happened since this RFC 3339 instant.
+    #[param(value_type = String, format = DateTime, required = false)]
     since: Option<String>,
 }
 
@@ -113,7 +115,7 @@ pub struct RuleAnalyticsResponse {
     params(AnalyticsQuery),
     responses(
         (status = 200, description = "One entry per rule", body = RuleAnalyticsResponse),
-        (status = 400, description = "Bad since", body = OperationOutcome),
+        (status = 400, description = "since is not an RFC 3339 instant, or the query string cannot be read", body = OperationOutcome),
         (status = 401, description = "Missing or invalid JWT", body = OperationOutcome),
         (status = 503, description = "Feedback store unavailable", body = OperationOutcome)))]
 pub async fn get_rule_analytics(
