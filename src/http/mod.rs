@@ -164,30 +164,30 @@ impl Application {
 }
 
 fn routes_config(cfg: &mut web::ServiceConfig, demo: bool) {
-    use routes::*;
+    use routes::{Methods::*, *};
     if demo {
         // Demo pages exist only in a demo service: a production one answers 404 for them.
-        cfg.service(read_only(&["/"], demo::index))
-            .service(read_only(&["/static/app.js"], demo::app_js))
-            .service(read_only(&["/static/app.css"], demo::app_css))
-            .service(read_only(&["/samples"], demo::list_samples))
-            .service(read_only(&["/samples/{name}"], demo::get_sample));
+        cfg.service(resource(&["/"], ReadOnly, demo::index))
+            .service(resource(&["/static/app.js"], ReadOnly, demo::app_js))
+            .service(resource(&["/static/app.css"], ReadOnly, demo::app_css))
+            .service(resource(&["/samples"], ReadOnly, demo::list_samples))
+            .service(resource(&["/samples/{name}"], ReadOnly, demo::get_sample));
     }
     // A discovery URL written with a trailing slash (`/cds-services/`) is served too, and so
     // are the service URLs a client builds from it by appending `/{id}` (the CDS Hooks
     // Sandbox does): `/cds-services//{id}`. The path is not rewritten, so the JWT audience
     // stays the URL the client called.
-    cfg.service(read_only(&["/cds-services", "/cds-services/"], discovery))
-        .service(post_only(&["/cds-services/{id}", "/cds-services/{id}/", "/cds-services//{id}"], call_service))
-        .service(post_only(
-            &["/cds-services/{id}/feedback", "/cds-services/{id}/feedback/", "/cds-services//{id}/feedback"],
-            feedback::post_feedback,
-        ))
-        .service(read_only(&["/analytics/rules"], feedback::get_rule_analytics))
-        .service(read_only(&["/openapi.json"], openapi::openapi_json))
-        .service(read_only(&["/metrics"], metrics_text))
-        .service(read_only(&["/healthz"], healthz))
-        .service(read_only(&["/readyz"], readyz))
+    let call_paths = ["/cds-services/{id}", "/cds-services/{id}/", "/cds-services//{id}"];
+    let feedback_paths =
+        ["/cds-services/{id}/feedback", "/cds-services/{id}/feedback/", "/cds-services//{id}/feedback"];
+    cfg.service(resource(&["/cds-services", "/cds-services/"], ReadOnly, discovery))
+        .service(resource(&call_paths, Post, call_service))
+        .service(resource(&feedback_paths, Post, feedback::post_feedback))
+        .service(resource(&["/analytics/rules"], ReadOnly, feedback::get_rule_analytics))
+        .service(resource(&["/openapi.json"], ReadOnly, openapi::openapi_json))
+        .service(resource(&["/metrics"], ReadOnly, metrics_text))
+        .service(resource(&["/healthz"], ReadOnly, healthz))
+        .service(resource(&["/readyz"], ReadOnly, readyz))
         .default_service(web::to(not_found));
 }
 

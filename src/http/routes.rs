@@ -153,32 +153,41 @@ const CORS_REQUEST_HEADERS: &str = "authorization, content-type, accept";
 /// Seconds a browser may cache a preflight answer.
 const CORS_MAX_AGE: &str = "600";
 
-/// A resource answered with GET, and HEAD by the same handler (actix sends the headers of
-/// the GET answer, body omitted: load balancers probe with HEAD). OPTIONS lists the methods;
-/// any other method is 405 with the same list in `Allow`.
-pub fn read_only<F, Args>(patterns: &[&str], handler: F) -> actix_web::Resource
-where
-    F: actix_web::Handler<Args>,
-    Args: actix_web::FromRequest + 'static,
-    F::Output: actix_web::Responder + 'static,
-{
-    web::resource(patterns.to_vec())
-        .route(web::route().guard(guard::Any(guard::Get()).or(guard::Head())).to(handler))
-        .route(web::route().guard(guard::Options()).to(options(READ_ONLY)))
-        .default_service(web::to(method_not_allowed(READ_ONLY)))
+/// The methods a resource answers.
+#[derive(Debug, Clone, Copy)]
+pub enum Methods {
+    /// GET, and HEAD by the same handler (actix sends the headers of the GET answer, body
+    /// omitted: load balancers probe with HEAD).
+    ReadOnly,
+    Post,
 }
 
-/// A resource answered with POST; OPTIONS and 405 as for [`read_only`].
-pub fn post_only<F, Args>(patterns: &[&str], handler: F) -> actix_web::Resource
+impl Methods {
+    /// The `Allow` list of such a resource.
+    pub fn allow(self) -> &'static str {
+        match self {
+            Methods::ReadOnly => READ_ONLY,
+            Methods::Post => POST_ONLY,
+        }
+    }
+}
+
+/// A resource answering `methods` with `handler`; OPTIONS lists the methods, and any other
+/// method is 405 with the same list in `Allow`.
+pub fn resource<F, Args>(patterns: &[&str], methods: Methods, handler: F) -> actix_web::Resource
 where
     F: actix_web::Handler<Args>,
     Args: actix_web::FromRequest + 'static,
     F::Output: actix_web::Responder + 'static,
 {
+    let route = match methods {
+        Methods::ReadOnly => web::route().guard(guard::Any(guard::Get()).or(guard::Head())),
+        Methods::Post => web::post(),
+    };
     web::resource(patterns.to_vec())
-        .route(web::post().to(handler))
-        .route(web::route().guard(guard::Options()).to(options(POST_ONLY)))
-        .default_service(web::to(method_not_allowed(POST_ONLY)))
+        .route(route.to(handler))
+        .route(web::route().guard(guard::Options()).to(options(methods.allow())))
+        .default_service(web::to(method_not_allowed(methods.allow())))
 }
 
 /// `OPTIONS`: 200 with the resource's methods in `Allow`. A CORS preflight (it names
