@@ -4,6 +4,7 @@
 
 use super::error::ApiError;
 use super::AppState;
+use crate::protocol::OperationOutcome;
 use actix_web::{web, HttpResponse};
 use serde_json::{json, Value};
 
@@ -22,14 +23,20 @@ fn page(content_type: &str, body: &'static str) -> HttpResponse {
         .body(body)
 }
 
+#[utoipa::path(get, path = "/", tag = "Demo", summary = "The demo page (--demo only)",
+    responses((status = 200, description = "HTML", content_type = "text/html", body = String)))]
 pub async fn index() -> HttpResponse {
     page("text/html; charset=utf-8", INDEX)
 }
 
+#[utoipa::path(get, path = "/static/app.js", tag = "Demo", summary = "The demo page's script (--demo only)",
+    responses((status = 200, description = "JavaScript", content_type = "text/javascript", body = String)))]
 pub async fn app_js() -> HttpResponse {
     page("text/javascript; charset=utf-8", APP_JS)
 }
 
+#[utoipa::path(get, path = "/static/app.css", tag = "Demo", summary = "The demo page's style sheet (--demo only)",
+    responses((status = 200, description = "CSS", content_type = "text/css", body = String)))]
 pub async fn app_css() -> HttpResponse {
     page("text/css; charset=utf-8", APP_CSS)
 }
@@ -41,6 +48,8 @@ fn valid_name(name: &str) -> bool {
 }
 
 /// `{"samples": [{"name", "title", "hook"}]}` for every `<name>.json` (not `.expected.json`).
+#[utoipa::path(get, path = "/samples", tag = "Demo", summary = "The sample requests (--demo only)",
+    responses((status = 200, description = "Name, title and hook of each sample", body = Object)))]
 pub async fn list_samples(state: web::Data<AppState>) -> HttpResponse {
     let mut samples = Vec::new();
     if let Ok(entries) = std::fs::read_dir(&state.samples_dir) {
@@ -60,6 +69,10 @@ pub async fn list_samples(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(json!({ "samples": samples }))
 }
 
+#[utoipa::path(get, path = "/samples/{name}", tag = "Demo", summary = "One sample request (--demo only)",
+    params(("name" = String, Path, description = "Sample name, with or without .json")),
+    responses((status = 200, description = "The sample, a CDS Hooks request", body = Object),
+              (status = 404, description = "No such sample", body = OperationOutcome)))]
 pub async fn get_sample(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let name = path.into_inner();
     let name = name.strip_suffix(".json").unwrap_or(&name).to_string();

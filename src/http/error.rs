@@ -27,6 +27,12 @@ pub enum ApiError {
     Unavailable(String),
     /// Anything unexpected. The message is logged, never sent.
     Internal(String),
+    /// Authentication is off and `Host` names neither a loopback name nor the public host.
+    MisdirectedRequest,
+    /// A missing, repeated or malformed `Host` header.
+    InvalidHost(&'static str),
+    /// A CORS preflight from an origin `--cors-origin` does not list.
+    OriginNotAllowed,
 }
 
 impl std::fmt::Display for ApiError {
@@ -54,6 +60,13 @@ impl std::fmt::Display for ApiError {
             ApiError::Unauthorized => write!(f, "authentication failed"),
             ApiError::RequestTimeout => write!(f, "the request body did not arrive in time"),
             ApiError::Unavailable(what) => write!(f, "{what} is unavailable; try again later"),
+            ApiError::MisdirectedRequest => write!(
+                f,
+                "authentication is off, so this service answers only requests addressed to localhost, \
+                 127.0.0.1, [::1] or the host of its --public-url"
+            ),
+            ApiError::InvalidHost(why) => f.write_str(why),
+            ApiError::OriginNotAllowed => write!(f, "this origin may not call the service (see --cors-origin)"),
         }
     }
 }
@@ -103,6 +116,9 @@ impl ApiError {
             ApiError::Unauthorized => OperationOutcome::error(IssueCode::Login, self.to_string()),
             ApiError::RequestTimeout => OperationOutcome::error(IssueCode::Timeout, self.to_string()),
             ApiError::Unavailable(_) => OperationOutcome::error(IssueCode::Transient, self.to_string()),
+            ApiError::MisdirectedRequest => OperationOutcome::error(IssueCode::Security, self.to_string()),
+            ApiError::InvalidHost(_) => OperationOutcome::error(IssueCode::Invalid, self.to_string()),
+            ApiError::OriginNotAllowed => OperationOutcome::error(IssueCode::Security, self.to_string()),
         }
     }
 }
@@ -120,6 +136,9 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::MisdirectedRequest => StatusCode::MISDIRECTED_REQUEST,
+            ApiError::InvalidHost(_) => StatusCode::BAD_REQUEST,
+            ApiError::OriginNotAllowed => StatusCode::FORBIDDEN,
         }
     }
 

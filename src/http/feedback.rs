@@ -3,7 +3,7 @@
 use super::error::ApiError;
 use super::routes::{authenticate, read_json_body};
 use super::AppState;
-use crate::protocol::feedback::{FeedbackRequest, Outcome};
+use crate::protocol::feedback::FeedbackRequest;
 use crate::protocol::schemas::{Document, SchemaError};
 use crate::protocol::OperationOutcome;
 use crate::protocol::RequestError;
@@ -22,10 +22,11 @@ fn invalid(pointer: String, message: impl Into<String>) -> ApiError {
 #[utoipa::path(post, path = "/cds-services/{id}/feedback", tag = "CDS Hooks",
     summary = "Feedback on issued cards (stored durably before 200; items about unknown cards counted, not stored)",
     params(("id" = String, Path, description = "Service id")),
-    request_body(content = FeedbackRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "Stored", body = FeedbackReceipt),
-        (status = 400, description = "Invalid item, or an outcomeTimestamp more than 5 minutes ahead of the service's clock (pointer in the diagnostics)", body = OperationOutcome),
+        (status = 400, description = "An invalid item (JSON pointer in the diagnostics): it breaks the schema, \
+            names a suggestion its card did not offer, or its outcomeTimestamp is not an RFC 3339 instant or lies \
+            more than 5 minutes in the future", body = OperationOutcome),
         (status = 401, description = "Missing or invalid JWT", body = OperationOutcome),
         (status = 404, description = "Unknown service", body = OperationOutcome),
         (status = 503, description = "Feedback store unavailable (down, locked, or its SQLite file deleted or replaced): nothing stored, send again", body = OperationOutcome)))]
@@ -53,12 +54,6 @@ pub async fn post_feedback(
     let mut rows = Vec::with_capacity(request.feedback.len());
     for (index, item) in request.feedback.into_iter().enumerate() {
         let outcome_timestamp = outcome_time(&item.outcome_timestamp, latest, index)?;
-        if item.outcome == Outcome::Overridden && !item.accepted_suggestions.is_empty() {
-            return Err(invalid(
-                format!("/feedback/{index}/acceptedSuggestions"),
-                "only an accepted card has accepted suggestions",
-            ));
-        }
         let reason = item.override_reason.as_ref().and_then(|r| r.reason.as_ref());
         rows.push(FeedbackRow {
             index,
@@ -122,8 +117,10 @@ fn outcome_time(
 }
 
 #[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AnalyticsQuery {
     /// Count only what happened since this RFC 3339 instant.
+    #[param(value_type = String, format = DateTime, required = false)]
     since: Option<String>,
 }
 
@@ -138,7 +135,7 @@ pub struct RuleAnalyticsResponse {
     params(AnalyticsQuery),
     responses(
         (status = 200, description = "One entry per rule", body = RuleAnalyticsResponse),
-        (status = 400, description = "Bad since", body = OperationOutcome),
+        (status = 400, description = "since is not an RFC 3339 instant, or the query string cannot be read", body = OperationOutcome),
         (status = 401, description = "Missing or invalid JWT", body = OperationOutcome),
         (status = 503, description = "Feedback store unavailable", body = OperationOutcome)))]
 pub async fn get_rule_analytics(

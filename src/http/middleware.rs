@@ -2,6 +2,7 @@
 //! every error answer carries an OperationOutcome (even those produced inside actix itself).
 
 use super::error::{outcome_response, OutcomeBody};
+use crate::knowledge::placeholder::shorten;
 use crate::protocol::{IssueCode, OperationOutcome};
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -28,7 +29,7 @@ fn endpoint_label(req: &actix_web::HttpRequest) -> String {
     }
     let path = req.path();
     let family = match path {
-        "/cds-services" => "discovery",
+        "/cds-services" | "/cds-services/" => "discovery",
         "/healthz" | "/readyz" => "health",
         "/metrics" => "metrics",
         "/openapi.json" => "openapi",
@@ -133,8 +134,9 @@ fn issue_code(status: StatusCode) -> IssueCode {
     }
 }
 
-/// Errors raised by actix or its middleware (CORS refusals, path errors) come with a plain
-/// text body; replace it with an OperationOutcome so clients see one error shape.
+/// Errors raised by actix or its middleware (CORS refusals, query and path extractor errors)
+/// come with a plain text body; replace it with an OperationOutcome so clients see one error
+/// shape. The diagnostics keep actix's reason, shortened (a 5xx says nothing more).
 fn normalise_error_body(res: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> {
     let status = res.status();
     if !(status.is_client_error() || status.is_server_error())
@@ -142,7 +144,11 @@ fn normalise_error_body(res: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBod
     {
         return res;
     }
-    let reason = status.canonical_reason().unwrap_or("error");
+    let generic = format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or("error"));
+    let diagnostics = match res.response().error() {
+        Some(error) if status.is_client_error() => format!("{generic}: {}", shorten(&error.to_string(), 200)),
+        _ => generic,
+    };
     let code = issue_code(status);
     let (req, old) = res.into_parts();
     let mut builder = HttpResponse::build(status);
@@ -151,8 +157,7 @@ fn normalise_error_body(res: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBod
             builder.append_header((name.clone(), value.clone()));
         }
     }
-    let outcome = OperationOutcome::error(code, format!("{} {reason}", status.as_u16()));
-    ServiceResponse::new(req, outcome_response(builder, &outcome))
+    ServiceResponse::new(req, outcome_response(builder, &OperationOutcome::error(code, diagnostics)))
 }
 
 #[cfg(test)]

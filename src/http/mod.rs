@@ -3,6 +3,7 @@
 pub mod demo;
 pub mod error;
 pub mod feedback;
+pub mod host;
 pub mod middleware;
 pub mod openapi;
 pub mod routes;
@@ -16,9 +17,9 @@ use crate::protocol::SchemaSet;
 use crate::store::FeedbackStore;
 use actix_cors::Cors;
 use actix_web::dev::Server;
-use actix_web::http::header;
 use actix_web::{middleware::from_fn, web, App, HttpServer};
 use arc_swap::ArcSwap;
+use host::HostPolicy;
 use std::net::TcpListener;
 use std::sync::Arc;
 
@@ -52,6 +53,16 @@ pub struct AppState {
 pub enum CorsPolicy {
     AnyOrigin,
     Origins(Vec<String>),
+}
+
+impl CorsPolicy {
+    /// Whether a browser page from `origin` may call the service.
+    pub fn allows(&self, origin: &str) -> bool {
+        match self {
+            CorsPolicy::AnyOrigin => true,
+            CorsPolicy::Origins(origins) => origins.iter().any(|o| o == origin),
+        }
+    }
 }
 
 /// A bound, not yet running service. Tests build it on port 0 and read `port()`.
@@ -108,13 +119,17 @@ impl Application {
             fixed_now: args.now,
         });
         let cors = cors_policy(args);
+        let host_policy = HostPolicy::new(state.auth.is_some(), &state.public_url);
         crate::metrics::handle();
         let app_state = state.clone();
         let demo = args.demo;
         let mut http = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
+                .app_data(web::Data::new(host_policy.clone()))
+                .app_data(web::Data::new(cors.clone()))
                 .wrap(cors_middleware(&cors))
+                .wrap(from_fn(host::check_host))
                 .wrap(from_fn(middleware::observe))
                 .configure(|cfg| routes_config(cfg, demo))
         })
@@ -144,48 +159,31 @@ impl Application {
 }
 
 fn routes_config(cfg: &mut web::ServiceConfig, demo: bool) {
-    use routes::*;
+    use routes::{Methods::*, *};
     if demo {
         // Demo pages exist only in a demo service: a production one answers 404 for them.
-        cfg.service(
-            web::resource("/").route(web::get().to(demo::index)).default_service(web::to(method_not_allowed("GET"))),
-        )
-        .service(web::resource("/static/app.js").route(web::get().to(demo::app_js)))
-        .service(web::resource("/static/app.css").route(web::get().to(demo::app_css)))
-        .service(web::resource("/samples").route(web::get().to(demo::list_samples)))
-        .service(web::resource("/samples/{name}").route(web::get().to(demo::get_sample)));
+        cfg.service(resource(&["/"], ReadOnly, demo::index))
+            .service(resource(&["/static/app.js"], ReadOnly, demo::app_js))
+            .service(resource(&["/static/app.css"], ReadOnly, demo::app_css))
+            .service(resource(&["/samples"], ReadOnly, demo::list_samples))
+            .service(resource(&["/samples/{name}"], ReadOnly, demo::get_sample));
     }
-    cfg.service(
-        web::resource("/cds-services")
-            .route(web::get().to(discovery))
-            .default_service(web::to(method_not_allowed("GET, OPTIONS"))),
-    )
-    .service(
-        web::resource("/cds-services/{id}")
-            .route(web::post().to(call_service))
-            .default_service(web::to(method_not_allowed("POST, OPTIONS"))),
-    )
-    .service(
-        web::resource("/cds-services/{id}/feedback")
-            .route(web::post().to(feedback::post_feedback))
-            .default_service(web::to(method_not_allowed("POST, OPTIONS"))),
-    )
-    .service(
-        web::resource("/analytics/rules")
-            .route(web::get().to(feedback::get_rule_analytics))
-            .default_service(web::to(method_not_allowed("GET, OPTIONS"))),
-    )
-    .service(web::resource("/openapi.json").route(web::get().to(openapi::openapi_json)))
-    .service(
-        web::resource("/metrics")
-            .route(web::get().to(metrics_text))
-            .default_service(web::to(method_not_allowed("GET"))),
-    )
-    .service(
-        web::resource("/healthz").route(web::get().to(healthz)).default_service(web::to(method_not_allowed("GET"))),
-    )
-    .service(web::resource("/readyz").route(web::get().to(readyz)).default_service(web::to(method_not_allowed("GET"))))
-    .default_service(web::to(not_found));
+    // A discovery URL written with a trailing slash (`/cds-services/`) is served too, and so
+    // are the service URLs a client builds from it by appending `/{id}` (the CDS Hooks
+    // Sandbox does): `/cds-services//{id}`. The path is not rewritten, so the JWT audience
+    // stays the URL the client called.
+    let call_paths = ["/cds-services/{id}", "/cds-services/{id}/", "/cds-services//{id}"];
+    let feedback_paths =
+        ["/cds-services/{id}/feedback", "/cds-services/{id}/feedback/", "/cds-services//{id}/feedback"];
+    cfg.service(resource(&["/cds-services", "/cds-services/"], ReadOnly, discovery))
+        .service(resource(&call_paths, Post, call_service))
+        .service(resource(&feedback_paths, Post, feedback::post_feedback))
+        .service(resource(&["/analytics/rules"], ReadOnly, feedback::get_rule_analytics))
+        .service(resource(&["/openapi.json"], ReadOnly, openapi::openapi_json))
+        .service(resource(&["/metrics"], ReadOnly, metrics_text))
+        .service(resource(&["/healthz"], ReadOnly, healthz))
+        .service(resource(&["/readyz"], ReadOnly, readyz))
+        .default_service(web::to(not_found));
 }
 
 /// The JWT authenticator when issuers are trusted, its `jti` replay protection shared through
@@ -248,12 +246,11 @@ fn fhir_client(
 }
 
 /// CDS Hooks asks for CORS (browser clients such as the Sandbox preflight every call because
-/// of the Authorization header).
+/// of the Authorization header). Preflights are answered by each resource's OPTIONS route
+/// ([`routes::options`]), so that they list that resource's methods, as `Allow` does; this
+/// middleware checks the origin and adds `Access-Control-Allow-Origin` and `Vary`.
 fn cors_middleware(policy: &CorsPolicy) -> Cors {
-    let base = Cors::default()
-        .allowed_methods(["GET", "POST", "OPTIONS"])
-        .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
-        .max_age(600);
+    let base = Cors::default().disable_preflight();
     match policy {
         CorsPolicy::AnyOrigin => base.allow_any_origin().send_wildcard(),
         CorsPolicy::Origins(origins) => origins.iter().fold(base, |c, o| c.allowed_origin(o)),

@@ -9,7 +9,7 @@ use crate::protocol::{CdsResponse, DiscoveryResponse, OperationOutcome};
 use crate::service::{run_call, CallContext, Feedback, ServiceCall, ServiceError};
 use actix_web::http::header;
 use actix_web::web::{self, Bytes, BytesMut};
-use actix_web::{HttpMessage, HttpRequest, HttpResponse, ResponseError};
+use actix_web::{guard, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 use futures_util::StreamExt;
 
 /// After the limit is passed, up to this much more is read and discarded so that the 413
@@ -18,6 +18,9 @@ const DRAIN_LIMIT: usize = 64 << 20;
 
 #[utoipa::path(get, path = "/cds-services", tag = "CDS Hooks",
     summary = "Discovery: the services this host offers",
+    description = "Also served at `/cds-services/` (a discovery URL written with a trailing slash); a client \
+                   that builds service URLs from that one calls `/cds-services//{id}`, which is served too, as \
+                   is `/cds-services/{id}/`.",
     responses((status = 200, description = "The services", body = DiscoveryResponse),
               (status = 401, description = "Missing or invalid JWT", body = OperationOutcome)))]
 pub async fn discovery(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -86,18 +89,14 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 #[utoipa::path(post, path = "/cds-services/{id}", tag = "CDS Hooks",
     summary = "Call a service (patient-view, order-select or order-sign)",
     params(("id" = String, Path, description = "Service id from discovery")),
-    request_body(content = CdsRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "Cards (possibly none)", body = CdsResponse),
-        (status = 400, description = "Malformed JSON, schema violation or wrong hook", body = OperationOutcome),
+        (status = 400, description = "The request breaks its schema (JSON pointers in the diagnostics) or a rule of \
+            CDS Hooks the schema cannot state: a hook other than the service's, a context.patientId other than \
+            the prefetched Patient's", body = OperationOutcome),
         (status = 401, description = "Missing or invalid JWT", body = OperationOutcome),
-        (status = 404, description = "Unknown service", body = OperationOutcome),
-        (status = 405, description = "Method not allowed", body = OperationOutcome),
-        (status = 408, description = "Body not received in time", body = OperationOutcome),
-        (status = 412, description = "Required prefetch missing and not fetchable", body = OperationOutcome),
-        (status = 413, description = "Body over the limit", body = OperationOutcome),
-        (status = 415, description = "Not JSON", body = OperationOutcome),
-        (status = 500, description = "Internal error", body = OperationOutcome)))]
+        (status = 412, description = "A prefetch key the service needs is missing (or an OperationOutcome) and \
+            could not be fetched from fhirServer (none given, not allowed, or failing); one issue per key", body = OperationOutcome)))]
 pub async fn call_service(
     req: HttpRequest,
     path: web::Path<String>,
@@ -158,6 +157,75 @@ fn patient_mismatch(pointers: &[String]) -> crate::protocol::RequestError {
 
 pub async fn not_found(req: HttpRequest) -> HttpResponse {
     ApiError::NotFound(req.path().to_string()).error_response()
+}
+
+/// `Allow` of a resource answered with GET (and so HEAD).
+pub const READ_ONLY: &str = "GET, HEAD, OPTIONS";
+/// `Allow` of a resource answered with POST.
+pub const POST_ONLY: &str = "POST, OPTIONS";
+/// Request headers a browser may send cross-origin (CORS preflight answer).
+const CORS_REQUEST_HEADERS: &str = "authorization, content-type, accept";
+/// Seconds a browser may cache a preflight answer.
+const CORS_MAX_AGE: &str = "600";
+
+/// The methods a resource answers.
+#[derive(Debug, Clone, Copy)]
+pub enum Methods {
+    /// GET, and HEAD by the same handler (actix sends the headers of the GET answer, body
+    /// omitted: load balancers probe with HEAD).
+    ReadOnly,
+    Post,
+}
+
+impl Methods {
+    /// The `Allow` list of such a resource.
+    pub fn allow(self) -> &'static str {
+        match self {
+            Methods::ReadOnly => READ_ONLY,
+            Methods::Post => POST_ONLY,
+        }
+    }
+}
+
+/// A resource answering `methods` with `handler`; OPTIONS lists the methods, and any other
+/// method is 405 with the same list in `Allow`.
+pub fn resource<F, Args>(patterns: &[&str], methods: Methods, handler: F) -> actix_web::Resource
+where
+    F: actix_web::Handler<Args>,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    let route = match methods {
+        Methods::ReadOnly => web::route().guard(guard::Any(guard::Get()).or(guard::Head())),
+        Methods::Post => web::post(),
+    };
+    web::resource(patterns.to_vec())
+        .route(route.to(handler))
+        .route(web::route().guard(guard::Options()).to(options(methods.allow())))
+        .default_service(web::to(method_not_allowed(methods.allow())))
+}
+
+/// `OPTIONS`: 200 with the resource's methods in `Allow`. A CORS preflight (it names
+/// `Access-Control-Request-Method`) also gets the same methods, the headers a browser may
+/// send and how long it may cache the answer; the CORS middleware adds
+/// `Access-Control-Allow-Origin`. A preflight from an origin the policy does not allow is
+/// 403, so that a misconfigured `--cors-origin` shows in the browser's network log.
+pub fn options(allow: &'static str) -> impl Fn(HttpRequest) -> futures_util::future::Ready<HttpResponse> + Clone {
+    move |req| {
+        let mut res = HttpResponse::Ok();
+        res.insert_header((header::ALLOW, allow));
+        if req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD) {
+            let origin = req.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok()).unwrap_or("");
+            let policy = req.app_data::<web::Data<super::CorsPolicy>>();
+            if !origin.is_empty() && policy.is_some_and(|p| !p.allows(origin)) {
+                return futures_util::future::ready(ApiError::OriginNotAllowed.error_response());
+            }
+            res.insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, allow))
+                .insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, CORS_REQUEST_HEADERS))
+                .insert_header((header::ACCESS_CONTROL_MAX_AGE, CORS_MAX_AGE));
+        }
+        futures_util::future::ready(res.finish())
+    }
 }
 
 pub fn method_not_allowed(allowed: &'static str) -> impl Fn() -> futures_util::future::Ready<HttpResponse> + Clone {

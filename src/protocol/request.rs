@@ -32,12 +32,10 @@ impl PrefetchRead for Value {
     }
 }
 
-// A service call, generic over how its prefetch values are read (see `PrefetchRead`); the
-// service uses `fhir::CdsRequest`, whose prefetch is read into typed FHIR as it is parsed.
-// (Not a doc comment: it would become the OpenAPI description of the request.)
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+/// A service call, generic over how its prefetch values are read (see `PrefetchRead`); the
+/// service uses `fhir::CdsRequest`, whose prefetch is read into typed FHIR as it is parsed.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", bound(deserialize = "P: Deserialize<'de>"))]
-#[schema(bound = "")]
 pub struct CdsRequest<P> {
     pub hook: String,
     pub hook_instance: String,
@@ -50,7 +48,6 @@ pub struct CdsRequest<P> {
     /// that resources are parsed once, straight into typed structs. A key that is absent
     /// means the client did not supply it: the two cases are different (contract §1.5).
     #[serde(default)]
-    #[schema(value_type = Object)]
     pub prefetch: BTreeMap<String, P>,
     #[serde(default)]
     pub extension: Option<Map<String, Value>>,
@@ -58,11 +55,13 @@ pub struct CdsRequest<P> {
 
 /// `fhirAuthorization`. The token is transient: it is never logged or stored, and its
 /// `Debug` output is redacted so that a stray `{:?}` cannot leak it.
-#[derive(Clone, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Deserialize)]
 pub struct FhirAuthorization {
     pub access_token: String,
     pub token_type: String,
-    pub expires_in: u64,
+    /// Seconds. A JSON number as sent: the schema asks for an integer, which JSON also spells
+    /// `300.0` or `1e3`; only the redacted Debug output shows it.
+    pub expires_in: serde_json::Number,
     pub scope: String,
     pub subject: String,
     #[serde(default)]
@@ -83,7 +82,7 @@ impl std::fmt::Debug for FhirAuthorization {
 
 /// The context fields of the hooks this service answers (patient-view, order-select,
 /// order-sign). Fields of other hooks are ignored.
-#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Context {
     #[serde(default)]
@@ -356,7 +355,7 @@ mod tests {
         let a = FhirAuthorization {
             access_token: "very-secret".into(),
             token_type: "Bearer".into(),
-            expires_in: 1,
+            expires_in: 1.into(),
             scope: "s".into(),
             subject: "c".into(),
             patient: None,

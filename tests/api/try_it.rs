@@ -43,8 +43,8 @@ async fn openapi_describes_every_endpoint_and_real_responses_conform() {
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1."), "{}", doc["openapi"]);
     for path in [
         "/cds-services",
-        "/cds-services/{id}",
-        "/cds-services/{id}/feedback",
+        "/cds-services/leg-cramp-causes",
+        "/cds-services/leg-cramp-causes/feedback",
         "/analytics/rules",
         "/healthz",
         "/readyz",
