@@ -7,19 +7,19 @@ pub(crate) const NOW: &str = "2026-06-15T12:00:00Z";
 pub(crate) const SECRET: &str = "test-patient-key-secret-0123456789abcdef";
 
 #[derive(Clone, Copy, Debug)]
-enum Backend {
+pub(crate) enum Backend {
     Sqlite,
     Postgres,
 }
 
 /// Where a test's data lives: a temp SQLite file, or a fresh PostgreSQL database.
-struct Database {
-    url: String,
+pub(crate) struct Database {
+    pub(crate) url: String,
     _dir: Option<tempfile::TempDir>,
 }
 
 impl Database {
-    fn new(backend: Backend) -> Self {
+    pub(crate) fn new(backend: Backend) -> Self {
         match backend {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().unwrap();
@@ -45,7 +45,7 @@ impl Database {
         }
     }
 
-    fn server(&self, extra: &[&str]) -> TestServer {
+    pub(crate) fn server(&self, extra: &[&str]) -> TestServer {
         TestServer::builder()
             .args(["--database", &self.url, "--patient-key-secret", SECRET])
             .args(extra.iter().map(|s| s.to_string()))
