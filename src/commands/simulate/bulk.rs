@@ -19,7 +19,7 @@ use rayon::prelude::*;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 /// Target uncompressed bytes per spill file.
@@ -27,8 +27,8 @@ const BUCKET_BYTES: u64 = 24 << 20;
 /// Gzipped NDJSON of FHIR resources expands about this much (the committed population:
 /// 1.6 MB → 80 MB).
 const GZIP_RATIO: u64 = 50;
-/// Lines placed in parallel between two writes.
-const BATCH: usize = 8192;
+/// Bytes read (and their lines placed in parallel) between two writes.
+const BLOCK: usize = 4 << 20;
 
 /// The NDJSON files of a folder (`*.ndjson`, `*.ndjson.gz`), or `None` when it has none.
 pub fn ndjson_files(dir: &Path) -> std::io::Result<Option<Vec<PathBuf>>> {
@@ -58,8 +58,9 @@ pub struct Partitioned {
 }
 
 /// Pass 1: every line of `files` into its patient's spill file, as `id \t P|R \t line` (P for
-/// the Patient itself). Lines are placed in parallel batches and written in their order.
-/// Lines that are not resources, or have no patient, are returned as unplaced (not fatal).
+/// the Patient itself). The files are read in blocks; the lines of a block are placed in
+/// parallel and written in their order. Lines that are not resources, or have no patient, are
+/// returned as unplaced (not fatal).
 pub fn partition(
     files: &[PathBuf],
     pool: &rayon::ThreadPool,
@@ -83,32 +84,43 @@ pub fn partition(
         buckets.iter().map(|p| std::fs::File::create(p).map(BufWriter::new)).collect::<Result<Vec<_>, _>>()?;
     let mut patients = 0;
     for file in files {
-        let reader: Box<dyn Read> = if file.extension().is_some_and(|e| e == "gz") {
-            Box::new(flate2::read::MultiGzDecoder::new(std::fs::File::open(file)?))
+        let mut reader: Box<dyn Read> = if file.extension().is_some_and(|e| e == "gz") {
+            Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(std::fs::File::open(file)?)))
         } else {
             Box::new(std::fs::File::open(file)?)
         };
         let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("?").to_string();
-        let mut lines = BufReader::new(reader).lines().enumerate();
+        let (mut block, mut line_number) = (Vec::with_capacity(BLOCK + 4096), 0usize);
         loop {
-            let batch: Vec<(usize, String)> =
-                lines.by_ref().take(BATCH).map(|(n, l)| l.map(|l| (n, l))).collect::<Result<_, _>>()?;
-            if batch.is_empty() {
-                break;
-            }
+            let more = fill(&mut reader, &mut block)?;
+            // Whole lines only; the tail of an unfinished line waits for the next block.
+            let end = if more { block.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) } else { block.len() };
+            let complete = &block[..end];
+            let body = complete.strip_suffix(b"\n").unwrap_or(complete);
+            let lines: Vec<(usize, &[u8])> = match end {
+                0 => Vec::new(),
+                _ => body.split(|&b| b == b'\n').enumerate().map(|(i, l)| (line_number + i + 1, l)).collect(),
+            };
+            line_number += lines.len();
             let placed: Vec<Result<Option<(String, bool)>, String>> =
-                pool.install(|| batch.par_iter().map(|(_, line)| place(line)).collect());
-            for ((n, line), place) in batch.iter().zip(placed) {
+                pool.install(|| lines.par_iter().map(|(_, line)| place(line)).collect());
+            for ((n, line), place) in lines.iter().zip(placed) {
                 match place {
                     Ok(Some((patient, is_patient))) => {
                         patients += u64::from(is_patient);
                         let w = &mut writers[bucket_of(&patient, k)];
-                        let marker = if is_patient { "P" } else { "R" };
-                        writeln!(w, "{patient}\t{marker}\t{}", line.trim())?;
+                        w.write_all(patient.as_bytes())?;
+                        w.write_all(if is_patient { b"\tP\t" } else { b"\tR\t" })?;
+                        w.write_all(line.trim_ascii())?;
+                        w.write_all(b"\n")?;
                     }
                     Ok(None) => {}
-                    Err(reason) => unplaced.push(Unplaced { input: format!("{name} line {}", n + 1), reason }),
+                    Err(reason) => unplaced.push(Unplaced { input: format!("{name} line {n}"), reason }),
                 }
+            }
+            block.drain(..end);
+            if !more {
+                break;
             }
         }
     }
@@ -116,6 +128,21 @@ pub fn partition(
         w.flush()?;
     }
     Ok(Partitioned { _dir: dir, buckets, patients })
+}
+
+/// Reads about [`BLOCK`] more bytes into `block`; `false` once the input is exhausted.
+fn fill(reader: &mut dyn Read, block: &mut Vec<u8>) -> std::io::Result<bool> {
+    let target = block.len() + BLOCK;
+    while block.len() < target {
+        let start = block.len();
+        block.resize(start + 64 * 1024, 0);
+        let n = reader.read(&mut block[start..])?;
+        block.truncate(start + n);
+        if n == 0 {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Just what placing a line needs, borrowed from it: nothing else is built.
@@ -140,11 +167,11 @@ struct ReferenceText<'a> {
 
 /// The patient a line belongs to (and whether it is the Patient itself); `None` for blank
 /// lines and resource types the services do not read.
-fn place(line: &str) -> Result<Option<(String, bool)>, String> {
-    if line.trim().is_empty() {
+fn place(line: &[u8]) -> Result<Option<(String, bool)>, String> {
+    if line.trim_ascii().is_empty() {
         return Ok(None);
     }
-    let head: Placing = serde_json::from_str(line).map_err(|e| format!("not a FHIR resource: {e}"))?;
+    let head: Placing = serde_json::from_slice(line).map_err(|e| format!("not a FHIR resource: {e}"))?;
     if !KINDS.contains(&head.resource_type.as_ref()) {
         return Ok(None);
     }
@@ -174,42 +201,42 @@ impl Partitioned {
         self.buckets.len()
     }
 
-    /// Pass 2 for one spill file: its patients, sorted by id, each with its lines in export
-    /// order (read into resources later, in parallel). A group without exactly one Patient
-    /// resource is returned as unplaced.
-    pub fn group(&self, bucket: usize, unplaced: &mut Vec<Unplaced>) -> std::io::Result<Vec<RawRecord>> {
-        let reader = BufReader::new(std::fs::File::open(&self.buckets[bucket])?);
-        let mut groups: HashMap<String, (usize, Vec<String>)> = HashMap::new();
-        for line in reader.lines() {
-            let line = line?;
-            let mut parts = line.splitn(3, '\t');
-            let (Some(patient), Some(marker), Some(text)) = (parts.next(), parts.next(), parts.next()) else {
-                continue;
-            };
-            let group = groups.entry(patient.to_string()).or_default();
-            group.0 += usize::from(marker == "P");
-            group.1.push(text.to_string());
-        }
-        let mut records: Vec<RawRecord> = Vec::with_capacity(groups.len());
-        for (id, (patient_resources, lines)) in groups {
-            match patient_resources {
-                1 => records.push(RawRecord { id, lines }),
-                0 => unplaced.push(Unplaced {
-                    input: format!("Patient/{id}"),
-                    reason: format!(
-                        "{} resources refer to a patient the export has no Patient resource for",
-                        lines.len()
-                    ),
-                }),
-                n => unplaced.push(Unplaced {
-                    input: format!("Patient/{id}"),
-                    reason: format!("{n} Patient resources with this id"),
-                }),
-            }
-        }
-        records.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(records)
+    /// One spill file's text (its lines are borrowed by [`group`]).
+    pub fn read(&self, bucket: usize) -> std::io::Result<String> {
+        std::fs::read_to_string(&self.buckets[bucket])
     }
+}
+
+/// Pass 2 for one spill file's text: its patients, sorted by id, each with its lines in export
+/// order (read into resources later, in parallel). A group without exactly one Patient
+/// resource is returned as unplaced.
+pub fn group<'a>(text: &'a str, unplaced: &mut Vec<Unplaced>) -> Vec<RawRecord<'a>> {
+    let mut groups: HashMap<&str, (usize, Vec<&str>)> = HashMap::new();
+    for line in text.lines() {
+        let mut parts = line.splitn(3, '\t');
+        let (Some(patient), Some(marker), Some(resource)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        let group = groups.entry(patient).or_default();
+        group.0 += usize::from(marker == "P");
+        group.1.push(resource);
+    }
+    let mut records: Vec<RawRecord> = Vec::with_capacity(groups.len());
+    for (id, (patient_resources, lines)) in groups {
+        match patient_resources {
+            1 => records.push(RawRecord { id, lines }),
+            0 => unplaced.push(Unplaced {
+                input: format!("Patient/{id}"),
+                reason: format!("{} resources refer to a patient the export has no Patient resource for", lines.len()),
+            }),
+            n => unplaced.push(Unplaced {
+                input: format!("Patient/{id}"),
+                reason: format!("{n} Patient resources with this id"),
+            }),
+        }
+    }
+    records.sort_by(|a, b| a.id.cmp(b.id));
+    records
 }
 
 #[cfg(test)]
@@ -237,13 +264,11 @@ mod tests {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
         let parts = partition(&files, &pool, &mut unplaced).unwrap();
         assert_eq!(parts.patients, 2);
-        let mut records = Vec::new();
-        for b in 0..parts.buckets() {
-            records.extend(parts.group(b, &mut unplaced).unwrap());
-        }
-        records.sort_by(|x, y| x.id.cmp(&y.id));
-        let summary: Vec<(String, usize)> = records.iter().map(|r| (r.id.clone(), r.lines.len())).collect();
-        assert_eq!(summary, [("a".to_string(), 2), ("b".to_string(), 2)]);
+        let texts: Vec<String> = (0..parts.buckets()).map(|b| parts.read(b).unwrap()).collect();
+        let mut records: Vec<RawRecord> = texts.iter().flat_map(|t| group(t, &mut unplaced)).collect();
+        records.sort_by(|x, y| x.id.cmp(y.id));
+        let summary: Vec<(&str, usize)> = records.iter().map(|r| (r.id, r.lines.len())).collect();
+        assert_eq!(summary, [("a", 2), ("b", 2)]);
         let reasons: Vec<String> = unplaced.iter().map(|u| format!("{}: {}", u.input, u.reason)).collect();
         assert_eq!(reasons.len(), 3, "{reasons:?}");
         assert!(reasons[0].starts_with("Observation.ndjson line 4: no Patient reference"), "{reasons:?}");

@@ -50,8 +50,8 @@ impl<'a> Pipeline<'a> {
     }
 
     /// Runs the patient's calls. `Err` says why the patient could not be evaluated.
-    pub fn evaluate(&self, record: &PatientRecord, keep_responses: bool) -> Result<Evaluated, String> {
-        let drafts: Vec<&Resource> = record
+    pub fn evaluate(&self, record: &PatientRecord<'_>, keep_responses: bool) -> Result<Evaluated, String> {
+        let drafts: Vec<&Resource<'_>> = record
             .resources
             .iter()
             .filter(|r| r.head.resource_type == "MedicationRequest" && r.head.status() == Some("draft"))
@@ -86,8 +86,8 @@ impl<'a> Pipeline<'a> {
     fn request(
         &self,
         service: &ServiceDefinition,
-        record: &PatientRecord,
-        drafts: &[&Resource],
+        record: &PatientRecord<'_>,
+        drafts: &[&Resource<'_>],
     ) -> Result<String, String> {
         let context = context(&record.id);
         let mut prefetch = String::new();

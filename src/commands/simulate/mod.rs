@@ -156,7 +156,8 @@ impl Run<'_> {
         self.progress.inc_length(parts.patients);
         self.progress.set_message("evaluating");
         for b in 0..parts.buckets() {
-            let mut records = parts.group(b, &mut unplaced).map_err(io(folder))?.into_iter().peekable();
+            let text = parts.read(b).map_err(io(folder))?;
+            let mut records = bulk::group(&text, &mut unplaced).into_iter().peekable();
             while records.peek().is_some() {
                 self.evaluate(records.by_ref().take(CHUNK).collect())?;
             }

@@ -5,6 +5,7 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
+use std::borrow::Cow;
 use std::io::Read;
 use std::path::Path;
 
@@ -59,14 +60,16 @@ pub fn patient_of(reference: &str) -> Option<&str> {
     reference.strip_prefix("Patient/").or_else(|| reference.rsplit_once("/Patient/").map(|(_, id)| id))
 }
 
+/// A resource's text (borrowed from a spill file's text, or owned from a Bundle) and head.
 #[derive(Debug, Clone)]
-pub struct Resource {
-    pub text: String,
+pub struct Resource<'a> {
+    pub text: Cow<'a, str>,
     pub head: Head,
 }
 
-impl Resource {
-    pub fn parse(text: String) -> Result<Self, String> {
+impl<'a> Resource<'a> {
+    pub fn parse(text: impl Into<Cow<'a, str>>) -> Result<Self, String> {
+        let text = text.into();
         let head: Head = serde_json::from_str(&text).map_err(|e| format!("not a FHIR resource: {e}"))?;
         Ok(Self { text, head })
     }
@@ -74,27 +77,27 @@ impl Resource {
 
 /// A patient and every resource of the record that belongs to it.
 #[derive(Debug, Clone)]
-pub struct PatientRecord {
+pub struct PatientRecord<'a> {
     pub id: String,
-    pub resources: Vec<Resource>,
+    pub resources: Vec<Resource<'a>>,
 }
 
 /// A patient's resources as exported lines, read (in parallel) just before evaluation.
 #[derive(Debug, Clone)]
-pub struct RawRecord {
-    pub id: String,
-    pub lines: Vec<String>,
+pub struct RawRecord<'a> {
+    pub id: &'a str,
+    pub lines: Vec<&'a str>,
 }
 
-impl RawRecord {
-    pub fn read(self) -> Result<PatientRecord, String> {
+impl<'a> RawRecord<'a> {
+    pub fn read(self) -> Result<PatientRecord<'a>, String> {
         let resources = self.lines.into_iter().map(Resource::parse).collect::<Result<Vec<_>, _>>()?;
-        Ok(PatientRecord { id: self.id, resources })
+        Ok(PatientRecord { id: self.id.to_string(), resources })
     }
 }
 
-impl PatientRecord {
-    pub fn patient(&self) -> Option<&Resource> {
+impl PatientRecord<'_> {
+    pub fn patient(&self) -> Option<&Resource<'_>> {
         self.resources.iter().find(|r| r.head.resource_type == "Patient")
     }
 }
@@ -127,7 +130,7 @@ struct EntryText<'a> {
 
 /// A Bundle file holding one patient's record (any Bundle type: collection, transaction,
 /// searchset). Resources of other types are left out: the services do not read them.
-pub fn read_bundle(path: &Path) -> Result<PatientRecord, String> {
+pub fn read_bundle(path: &Path) -> Result<PatientRecord<'static>, String> {
     let bytes = read_maybe_gzipped(path).map_err(|e| e.to_string())?;
     let bundle: BundleText = serde_json::from_slice(&bytes).map_err(|e| format!("not a FHIR Bundle: {e}"))?;
     if bundle.resource_type != "Bundle" {
@@ -157,14 +160,14 @@ mod tests {
     #[test]
     fn heads_name_their_date_and_patients_their_id() {
         let r = Resource::parse(
-            r#"{"resourceType":"Observation","id":"o","effectivePeriod":{"start":"2026-01-02"},"status":5}"#.into(),
+            r#"{"resourceType":"Observation","id":"o","effectivePeriod":{"start":"2026-01-02"},"status":5}"#,
         )
         .unwrap();
         assert_eq!((r.head.date(), r.head.status()), (Some("2026-01-02"), None));
         assert_eq!(patient_of("Patient/p1"), Some("p1"));
         assert_eq!(patient_of("https://ehr.example/fhir/Patient/p2"), Some("p2"));
         assert_eq!(patient_of("urn:uuid:1"), None);
-        assert!(Resource::parse("[1]".into()).is_err());
+        assert!(Resource::parse("[1]").is_err());
     }
 
     #[test]

@@ -105,7 +105,7 @@ fn codings(concept: Option<&Value>) -> impl Iterator<Item = &Value> {
 }
 
 impl Filter {
-    fn matches(&self, r: &Resource) -> bool {
+    fn matches(&self, r: &Resource<'_>) -> bool {
         match self {
             Filter::Status(allowed) => r.head.status().is_some_and(|s| allowed.iter().any(|a| a == s)),
             Filter::Category(tokens) => codings(r.head.category.as_ref()).any(|c| tokens.iter().any(|t| t.matches(c))),
@@ -117,11 +117,11 @@ impl Filter {
 impl Search {
     /// The prefetch value: the Patient's text, a searchset Bundle's text, or `null` when the
     /// record has no Patient.
-    pub fn answer(&self, record: &PatientRecord) -> String {
+    pub fn answer(&self, record: &PatientRecord<'_>) -> String {
         match self {
-            Search::ReadPatient => record.patient().map_or_else(|| "null".to_string(), |p| p.text.clone()),
+            Search::ReadPatient => record.patient().map_or_else(|| "null".to_string(), |p| p.text.to_string()),
             Search::Query { kind, filters, sort, count } => {
-                let mut hits: Vec<&Resource> = record
+                let mut hits: Vec<&Resource<'_>> = record
                     .resources
                     .iter()
                     .filter(|r| r.head.resource_type == *kind && filters.iter().all(|f| f.matches(r)))
@@ -144,11 +144,11 @@ impl Search {
 }
 
 /// A searchset Bundle around the resources' own text.
-pub fn searchset(resources: &[&Resource]) -> String {
+pub fn searchset(resources: &[&Resource<'_>]) -> String {
     bundle("searchset", resources)
 }
 
-pub fn bundle(kind: &str, resources: &[&Resource]) -> String {
+pub fn bundle(kind: &str, resources: &[&Resource<'_>]) -> String {
     let size: usize = resources.iter().map(|r| r.text.len() + 16).sum();
     let mut out = String::with_capacity(size + 96);
     out.push_str(&format!("{{\"resourceType\":\"Bundle\",\"type\":\"{kind}\""));
@@ -172,8 +172,8 @@ pub fn bundle(kind: &str, resources: &[&Resource]) -> String {
 mod tests {
     use super::*;
 
-    fn record() -> PatientRecord {
-        let r = |t: &str| Resource::parse(t.to_string()).unwrap();
+    fn record() -> PatientRecord<'static> {
+        let r = |t: &'static str| Resource::parse(t).unwrap();
         PatientRecord {
             id: "p".into(),
             resources: vec![
