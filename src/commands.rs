@@ -137,19 +137,19 @@ fn burden_report(
 fn print_analytics(rules: &[RuleAnalytics]) {
     let width = rules.iter().map(|r| r.rule.len()).max().unwrap_or(4).max(4);
     println!(
-        "{:<width$}  {:>6}  {:>6}  {:>8}  {:>10}  {:>10}  {:>8}  top override reasons",
-        "rule", "issued", "silent", "accepted", "overridden", "suppressed", "override"
+        "{:<width$}  {:>6}  {:>8}  {:>10}  {:>10}  {:>6}  {:>8}  top override reasons",
+        "rule", "issued", "accepted", "overridden", "suppressed", "silent", "override"
     );
     for r in rules {
         let reasons: Vec<String> = r.top_override_reasons.iter().map(|x| format!("{} ({})", x.code, x.count)).collect();
         println!(
-            "{:<width$}  {:>6}  {:>6}  {:>8}  {:>10}  {:>10}  {:>7.0}%  {}",
+            "{:<width$}  {:>6}  {:>8}  {:>10}  {:>10}  {:>6}  {:>7.0}%  {}",
             r.rule,
             r.issued,
-            r.silent,
             r.accepted,
             r.overridden,
             r.suppressed,
+            r.silent,
             r.override_rate * 100.0,
             reasons.join(", ")
         );
