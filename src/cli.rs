@@ -20,8 +20,11 @@ pub enum Command {
     Check(CheckArgs),
     /// Evaluate a CDS Hooks request file offline and print the cards.
     Eval(EvalArgs),
-    /// Print per-rule feedback analytics from the store.
+    /// Print per-rule feedback analytics from the store (or render the alert-burden report).
     Report(ReportArgs),
+    /// Evaluate a population offline (FHIR Bundles, Bulk Data NDJSON folders) through the live
+    /// pipeline and write the alert-burden report (report.json, report.html).
+    Simulate(SimulateArgs),
     /// Print a sample's resources as a FHIR transaction Bundle (dates moved to now), to load
     /// a FHIR server with it (docker-compose seeds HAPI this way).
     SampleBundle(SampleBundleArgs),
@@ -34,6 +37,31 @@ pub struct SampleBundleArgs {
     /// Evaluation instant the dates are moved to (RFC 3339); default: now.
     #[arg(long)]
     pub now: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct SimulateArgs {
+    /// FHIR Bundles (one patient each, .json or .json.gz), folders of them, or FHIR Bulk Data
+    /// export folders (*.ndjson or *.ndjson.gz, grouped by patient).
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Evaluation instant (RFC 3339); default: now.
+    #[arg(long)]
+    pub now: Option<chrono::DateTime<chrono::Utc>>,
+    /// Folder for report.json, report.html and the per-patient files.
+    #[arg(long, default_value = "simulation")]
+    pub out: PathBuf,
+    /// Also write patients.ndjson: {"patient", "rules", "cards"} per patient, for chart review.
+    #[arg(long)]
+    pub per_patient: bool,
+    /// Also write responses.ndjson: each call's exact request and response.
+    #[arg(long)]
+    pub responses: bool,
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    #[arg(long, env = "LEG_CRAMP_CDS_CARDS", default_value = "cards")]
+    pub cards: PathBuf,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -193,6 +221,10 @@ pub struct ServeArgs {
     /// Directory of sample requests offered by the demo page at `/` (with --demo).
     #[arg(long, env = "LEG_CRAMP_CDS_SAMPLES", default_value = "samples")]
     pub samples: PathBuf,
+    /// Silent mode for every service: evaluate and record each card as issued silently, but
+    /// answer {"cards": []} (per service: "silent": true in services.json).
+    #[arg(long, env = "LEG_CRAMP_CDS_SILENT")]
+    pub silent: bool,
     /// Do not record issued cards (feedback is then only counted, as about unknown cards).
     #[arg(long, env = "LEG_CRAMP_CDS_NO_RECORDING")]
     pub no_recording: bool,
@@ -223,6 +255,10 @@ pub struct ReportArgs {
     /// Print JSON (the same document as GET /analytics/rules).
     #[arg(long)]
     pub json: bool,
+    /// Write the alert-burden report (report.json, report.html) from the store into DIR:
+    /// issued and silent cards, cards per response, override rates, top override reasons.
+    #[arg(long, value_name = "DIR")]
+    pub html: Option<PathBuf>,
 }
 
 impl ServeArgs {

@@ -3,11 +3,13 @@
 //! service function as a live call ([`crate::service::run_call`]).
 
 use crate::catalog::Catalog;
-use crate::cli::{CheckArgs, EvalArgs, ReportArgs, SampleBundleArgs};
+use crate::cli::{CheckArgs, EvalArgs, ReportArgs, SampleBundleArgs, SimulateArgs};
 use crate::protocol::SchemaSet;
+use crate::store::RuleAnalytics;
 use std::process::ExitCode;
 
 mod eval;
+pub mod simulate;
 
 fn compile_schemas() -> Option<SchemaSet> {
     SchemaSet::compile().map_err(|e| eprintln!("embedded schemas do not compile: {e}")).ok()
@@ -61,6 +63,25 @@ pub fn eval(args: EvalArgs) -> ExitCode {
     }
 }
 
+/// `simulate INPUT…`: a population through the live pipeline into the alert-burden report.
+pub fn simulate(args: SimulateArgs) -> ExitCode {
+    match simulate::run(&args) {
+        Ok(s) => {
+            eprintln!(
+                "simulate: {} patients evaluated, {} inputs not evaluated; report in {}",
+                s.evaluated,
+                s.malformed,
+                s.out.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("simulate: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 pub fn report(args: ReportArgs) -> ExitCode {
     let store = match crate::store::FeedbackStore::open(&args.database, args.patient_key_secret.as_deref(), None) {
         Ok(s) => s,
@@ -77,24 +98,58 @@ pub fn report(args: ReportArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(dir) = &args.html {
+        return match burden_report(&args, dir, store.backend_name, &rules) {
+            Ok(()) => {
+                eprintln!("report: written to {}", dir.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("report: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "rules": rules })).expect("serialisable"));
         return ExitCode::SUCCESS;
     }
+    print_analytics(&rules);
+    ExitCode::SUCCESS
+}
+
+/// The alert-burden report of what the store recorded (issued and silent cards per response),
+/// with each rule's feedback.
+fn burden_report(
+    args: &ReportArgs,
+    dir: &std::path::Path,
+    backend: &str,
+    rules: &[RuleAnalytics],
+) -> Result<(), String> {
+    let cards = crate::store::recorded_cards(&args.database, args.since).map_err(|e| e.to_string())?;
+    // The backend's name only: a database URL may carry a password.
+    let source = format!("feedback store ({backend}): cards recorded in production, issued and silent");
+    let since = args.since.map(|t| format!("since {}", t.to_rfc3339()));
+    let report = crate::report::live::from_store(&cards, rules, source, since);
+    crate::report::write_files(dir, &report).map_err(|e| e.to_string())
+}
+
+fn print_analytics(rules: &[RuleAnalytics]) {
     let width = rules.iter().map(|r| r.rule.len()).max().unwrap_or(4).max(4);
     println!(
-        "{:<width$}  {:>6}  {:>8}  {:>10}  {:>10}  {:>8}  top override reasons",
-        "rule", "issued", "accepted", "overridden", "suppressed", "override"
+        "{:<width$}  {:>6}  {:>8}  {:>10}  {:>10}  {:>6}  {:>8}  top override reasons",
+        "rule", "issued", "accepted", "overridden", "suppressed", "silent", "override"
     );
-    for r in &rules {
+    for r in rules {
         let reasons: Vec<String> = r.top_override_reasons.iter().map(|x| format!("{} ({})", x.code, x.count)).collect();
         println!(
-            "{:<width$}  {:>6}  {:>8}  {:>10}  {:>10}  {:>7.0}%  {}",
+            "{:<width$}  {:>6}  {:>8}  {:>10}  {:>10}  {:>6}  {:>7.0}%  {}",
             r.rule,
             r.issued,
             r.accepted,
             r.overridden,
             r.suppressed,
+            r.silent,
             r.override_rate * 100.0,
             reasons.join(", ")
         );
@@ -102,7 +157,6 @@ pub fn report(args: ReportArgs) -> ExitCode {
     if rules.is_empty() {
         println!("(no cards recorded yet)");
     }
-    ExitCode::SUCCESS
 }
 
 pub fn sample_bundle(args: SampleBundleArgs) -> ExitCode {

@@ -16,6 +16,7 @@ pub mod http;
 pub mod knowledge;
 pub mod metrics;
 pub mod protocol;
+pub mod report;
 pub mod rules;
 pub mod samples;
 pub mod serve;

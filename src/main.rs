@@ -14,6 +14,7 @@ fn main() -> ExitCode {
         Command::Check(args) => leg_cramp_cds::commands::check(args),
         Command::Eval(args) => leg_cramp_cds::commands::eval(args),
         Command::Report(args) => leg_cramp_cds::commands::report(args),
+        Command::Simulate(args) => leg_cramp_cds::commands::simulate(args),
         Command::SampleBundle(args) => leg_cramp_cds::commands::sample_bundle(args),
     }
 }

@@ -10,6 +10,7 @@ pub const REQUESTS: &str = "cds_requests_total";
 pub const LATENCY: &str = "cds_request_duration_seconds";
 pub const CARDS: &str = "cds_cards_total";
 pub const SUPPRESSED: &str = "cds_cards_suppressed_total";
+pub const SILENT: &str = "cds_cards_silent_total";
 pub const FHIR_CALLS: &str = "cds_fhir_fallback_requests_total";
 pub const FHIR_FAILURES: &str = "cds_fhir_fallback_failures_total";
 pub const FEEDBACK: &str = "cds_feedback_items_total";
@@ -39,6 +40,10 @@ pub fn handle() -> &'static PrometheusHandle {
         metrics::describe_counter!(REQUESTS, "HTTP requests by service (or endpoint) and status");
         metrics::describe_histogram!(LATENCY, metrics::Unit::Seconds, "Request latency by service (or endpoint)");
         metrics::describe_counter!(CARDS, "Cards issued by rule and indicator");
+        metrics::describe_counter!(
+            SILENT,
+            "Cards evaluated and recorded in silent mode (not shown), by rule and indicator"
+        );
         metrics::describe_counter!(SUPPRESSED, "Cards withheld by already-addressed feedback, by rule");
         metrics::describe_counter!(FHIR_CALLS, "Prefetch keys fetched from the EHR's FHIR server");
         metrics::describe_counter!(FHIR_FAILURES, "Prefetch keys that could not be fetched");

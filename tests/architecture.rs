@@ -23,6 +23,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("catalog", 5),
     ("store", 5),
     ("service", 6),
+    ("report", 6),
     ("cli", 6),
     ("http", 7),
     ("commands", 7),

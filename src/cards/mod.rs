@@ -28,6 +28,22 @@ pub const EVIDENCE_EXTENSION: &str = "org.leg-cramp-cds.evidence";
 /// The rules a merged card stands for (feedback and analytics count each of them).
 pub const RULES_EXTENSION: &str = "org.leg-cramp-cds.rules";
 
+/// The rules a card stands for: those its rules extension lists (a merged card), else its
+/// topic code. Recording, feedback and the population report count a card under each.
+pub fn card_rules(card: &Card) -> Vec<String> {
+    let listed: Vec<String> = card
+        .extension
+        .get(RULES_EXTENSION)
+        .and_then(|v| v.as_array())
+        .map(|ids| ids.iter().filter_map(|id| id.as_str()).filter(|id| !id.is_empty()).map(str::to_string).collect())
+        .unwrap_or_default();
+    match (listed.is_empty(), &card.source.topic) {
+        (false, _) => listed,
+        (true, Some(topic)) => vec![topic.code.clone()],
+        (true, None) => Vec::new(),
+    }
+}
+
 /// Cards in display order. Merged groups become one card at the place of their first member;
 /// each lab code is offered once, on the highest-ranked card that suggests it.
 pub fn build_cards(book: &RuleBook, facts: &PatientFacts, findings: &[Finding], patient_id: &str) -> Vec<Card> {

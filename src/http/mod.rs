@@ -41,6 +41,8 @@ pub struct AppState {
     /// services keep working.
     pub store: Option<Arc<FeedbackStore>>,
     pub record_cards: bool,
+    /// `--silent`: every service evaluates and records, and answers no cards.
+    pub silent: bool,
     pub samples_dir: std::path::PathBuf,
     /// `--demo`: the demo page, `/samples`, and sample date-shifting are on.
     pub demo: bool,
@@ -113,6 +115,7 @@ impl Application {
             request_timeout: args.request_timeout,
             store,
             record_cards: !args.no_recording,
+            silent: args.silent,
             samples_dir: args.samples.clone(),
             demo: args.demo,
             suppress_days: args.suppress_days,

@@ -124,6 +124,7 @@ pub async fn call_service(
         fhir: Some(&state.fhir),
         terminology: state.terminology.as_ref(),
         feedback: state.store.as_deref().map(|store| Feedback { store, record_cards: state.record_cards }),
+        silent: state.silent,
     };
     let outcome = run_call(ServiceCall { request, service, catalog: &catalog, now }, &context).await?;
     let body =

@@ -26,6 +26,11 @@ pub struct ServiceDefinition {
     pub usage_requirements: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extension: Option<Map<String, Value>>,
+    /// `cards/services.json` only, never sent in discovery: evaluate and record every card as
+    /// issued silently, and answer `{"cards": []}` (a rule set's first weeks in production).
+    #[serde(default, skip_serializing)]
+    #[schema(ignore)]
+    pub silent: bool,
 }
 
 /// Prefetch tokens allowed by CDS Hooks 2.0.1: root-level primitive context fields marked
@@ -83,6 +88,7 @@ mod tests {
             prefetch: BTreeMap::from([("p".to_string(), "Patient/{{context.patientId}}".into())]),
             usage_requirements: None,
             extension: None,
+            silent: false,
         };
         assert!(svc.check_prefetch_tokens().is_ok());
         svc.prefetch.insert("m".into(), "MedicationRequest/{{context.medication.id}}".into());

@@ -134,6 +134,19 @@ pub fn evaluate(book: &RuleBook, facts: &PatientFacts) -> Vec<Finding> {
     findings
 }
 
+/// The conventions' named facts (such as `LEG_CRAMP_PRESENT`) that hold for this patient:
+/// what a population report groups patients by.
+pub fn named_facts_holding<'b>(book: &'b RuleBook, facts: &PatientFacts) -> Vec<&'b str> {
+    let ctx = Ctx {
+        book,
+        facts,
+        fired: vec![false; book.rules.len()],
+        named: RefCell::new(vec![None; book.named_facts.len()]),
+    };
+    let holds = |i: usize| ctx.eval(&Expr::NamedFact(i)).is_some();
+    book.named_facts.iter().enumerate().filter(|(i, _)| holds(*i)).map(|(_, (name, _))| name.as_str()).collect()
+}
+
 impl Ctx<'_> {
     /// A fired rule's finding: its indicator after escalation, the variant and notes that apply,
     /// what fills `{finding}`, the context evidence, the citations and lab-order decisions.

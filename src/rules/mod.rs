@@ -16,4 +16,4 @@ mod predicates;
 mod resolve;
 
 pub use book::RuleBook;
-pub use eval::{evaluate, Evidence, Finding};
+pub use eval::{evaluate, named_facts_holding, Evidence, Finding};

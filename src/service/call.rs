@@ -45,6 +45,8 @@ pub struct CallContext<'a> {
     pub fhir: Option<&'a FhirClient>,
     pub terminology: Option<&'a TerminologyClient>,
     pub feedback: Option<Feedback<'a>>,
+    /// Silent mode for every service (`serve --silent`); a service can also be silent by itself.
+    pub silent: bool,
 }
 
 /// The answer, with what the access log and the caller want to know.
@@ -54,6 +56,8 @@ pub struct CallOutcome {
     pub rule_ids: Vec<String>,
     /// Rules whose cards were withheld (already addressed).
     pub snoozed: Vec<String>,
+    /// The conventions' named facts that held for the patient (e.g. `LEG_CRAMP_PRESENT`).
+    pub named_facts: Vec<String>,
 }
 
 /// Runs one call. Spans carry the hook instance and the service id, never patient data.
@@ -77,29 +81,27 @@ pub async fn run_call(call: ServiceCall<'_>, ctx: &CallContext<'_>) -> Result<Ca
     };
     let evaluation = evaluate_with_snoozes(&catalog.rules, &request, &resources, &resolved, now, &snoozed);
     tracing::debug!(rules = ?evaluation.rule_ids, snoozed = ?evaluation.snoozed, "evaluated");
-    count(&evaluation);
+    let silent = ctx.silent || service.silent;
+    count(&evaluation, silent);
     if let (Some(feedback), Some(key)) = (&ctx.feedback, patient_key) {
-        let hook_instance = &request.hook_instance;
-        super::recording::record(
-            feedback.store,
-            feedback.record_cards,
-            &service.id,
-            hook_instance,
-            &key,
-            now,
-            &evaluation,
-        );
+        let call = super::recording::Recorded { service: &service.id, hook_instance: &request.hook_instance, silent };
+        super::recording::record(feedback.store, feedback.record_cards, &call, &key, now, &evaluation);
     }
-    let Evaluation { response, rule_ids, snoozed } = evaluation;
-    Ok(CallOutcome { response, rule_ids, snoozed })
+    let Evaluation { mut response, rule_ids, snoozed, named_facts } = evaluation;
+    if silent {
+        // Evaluated and recorded; the clinician sees nothing, not even the warnings.
+        response = CdsResponse::default();
+    }
+    Ok(CallOutcome { response, rule_ids, snoozed, named_facts })
 }
 
-/// Cards issued by rule and indicator, and cards withheld by rule.
-fn count(evaluation: &Evaluation) {
+/// Cards issued (or, in silent mode, evaluated silently) by rule and indicator, and cards
+/// withheld by rule.
+fn count(evaluation: &Evaluation, silent: bool) {
+    let name = if silent { crate::metrics::SILENT } else { crate::metrics::CARDS };
     for card in &evaluation.response.cards {
         if let Some(topic) = &card.source.topic {
-            metrics::counter!(crate::metrics::CARDS, "rule" => topic.code.clone(), "indicator" => card.indicator.as_str())
-                .increment(1);
+            metrics::counter!(name, "rule" => topic.code.clone(), "indicator" => card.indicator.as_str()).increment(1);
         }
     }
     for rule in &evaluation.snoozed {

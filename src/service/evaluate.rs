@@ -9,7 +9,7 @@ use crate::fhir::terminology::ResolvedCodes;
 use crate::fhir::CdsRequest;
 use crate::fhir::ResourceSet;
 use crate::protocol::{CdsResponse, Indicator, PrefetchTemplate, ServiceDefinition};
-use crate::rules::{evaluate as evaluate_rules, RuleBook};
+use crate::rules::{evaluate as evaluate_rules, named_facts_holding, RuleBook};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use std::collections::HashSet;
@@ -63,6 +63,8 @@ pub struct Evaluation {
     pub rule_ids: Vec<String>,
     /// Rules whose card was withheld (snoozed) because clinicians marked it already addressed.
     pub snoozed: Vec<String>,
+    /// The conventions' named facts that held (e.g. `LEG_CRAMP_PRESENT`), for `simulate`.
+    pub named_facts: Vec<String>,
 }
 
 /// Facts → findings → cards. Pure and synchronous: the same input and instant give the same
@@ -98,9 +100,10 @@ pub fn evaluate_with_snoozes(
     let patient_id = request.context.patient_id.as_deref().unwrap_or("unknown");
     let cards = build_cards(book, &facts, &findings, patient_id);
     let rule_ids = findings.iter().map(|f| book.rules[f.rule].id.clone()).collect();
+    let named_facts = named_facts_holding(book, &facts).into_iter().map(str::to_string).collect();
     let mut response = CdsResponse { cards, ..Default::default() };
     if !facts.notes.is_empty() {
         response.extension.insert(WARNINGS_EXTENSION.to_string(), json!(facts.notes));
     }
-    Evaluation { response, rule_ids, snoozed }
+    Evaluation { response, rule_ids, snoozed, named_facts }
 }

@@ -4,33 +4,26 @@
 use super::Evaluation;
 use crate::store::{FeedbackStore, IssuedCard, SuppressedCard};
 
-use crate::cards::RULES_EXTENSION;
+use crate::cards::card_rules;
 
-/// The rules a card stands for: those its rules extension lists, else its topic code.
-fn card_rules(card: &crate::protocol::Card, topic: &str) -> Vec<String> {
-    let listed: Vec<String> = card
-        .extension
-        .get(RULES_EXTENSION)
-        .and_then(|v| v.as_array())
-        .map(|ids| ids.iter().filter_map(|id| id.as_str()).filter(|id| !id.is_empty()).map(str::to_string).collect())
-        .unwrap_or_default();
-    if listed.is_empty() {
-        vec![topic.to_string()]
-    } else {
-        listed
-    }
+/// The call the records belong to.
+pub(crate) struct Recorded<'a> {
+    pub service: &'a str,
+    pub hook_instance: &'a str,
+    /// Silent mode: the cards were evaluated and are recorded, but not shown.
+    pub silent: bool,
 }
 
 /// Queues what was issued and what was withheld (off the request path).
 pub(crate) fn record(
     store: &FeedbackStore,
     record_cards: bool,
-    service: &str,
-    hook_instance: &str,
+    call: &Recorded,
     patient_key: &str,
     now: chrono::DateTime<chrono::Utc>,
     evaluation: &Evaluation,
 ) {
+    let Recorded { service, hook_instance, silent } = *call;
     if record_cards {
         let issued = evaluation
             .response
@@ -42,9 +35,10 @@ pub(crate) fn record(
                     card_uuid: card.uuid.clone()?,
                     suggestion_uuids: card.suggestions.iter().filter_map(|s| s.uuid.clone()).collect(),
                     service: service.to_string(),
-                    rules: card_rules(card, &topic),
+                    rules: card_rules(card),
                     topic,
                     indicator: card.indicator.as_str().to_string(),
+                    silent,
                     hook_instance: hook_instance.to_string(),
                     patient_key: patient_key.to_string(),
                     issued_at: now,
@@ -70,6 +64,7 @@ pub(crate) fn record(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cards::RULES_EXTENSION;
     use crate::protocol::CdsResponse;
     use crate::store::{StoreOptions, ALREADY_ADDRESSED};
 
@@ -89,7 +84,7 @@ mod tests {
             card("empty-list", "lifestyle-self-care-baseline", Some(serde_json::json!([]))),
         ]}))
         .unwrap();
-        Evaluation { response, rule_ids: vec![], snoozed: vec!["pad-claudication".into()] }
+        Evaluation { response, rule_ids: vec![], snoozed: vec!["pad-claudication".into()], named_facts: vec![] }
     }
 
     #[tokio::test]
@@ -98,7 +93,8 @@ mod tests {
         let path = dir.path().join("s.sqlite");
         let store = FeedbackStore::open_with(path.to_str().unwrap(), Some("k"), StoreOptions::default()).unwrap();
         let now = chrono::Utc::now();
-        record(&store, true, "leg-cramp-causes", "h", "pk", now, &evaluation());
+        let call = Recorded { service: "leg-cramp-causes", hook_instance: "h", silent: false };
+        record(&store, true, &call, "pk", now, &evaluation());
         let reason = |card: &str| crate::store::FeedbackRow {
             index: 0,
             card_uuid: card.into(),

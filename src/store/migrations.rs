@@ -91,6 +91,15 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[
             "DELETE FROM feedback WHERE known_card = 0",
         ],
     ),
+    (
+        // Silent mode: cards evaluated and recorded but not shown. Analytics count them apart
+        // (per rule, from issued_card_rules; per response, from issued_cards).
+        5,
+        &[
+            "ALTER TABLE issued_cards ADD COLUMN silent BIGINT NOT NULL DEFAULT 0",
+            "ALTER TABLE issued_card_rules ADD COLUMN silent BIGINT NOT NULL DEFAULT 0",
+        ],
+    ),
 ];
 
 /// Timestamps as fixed-width RFC 3339 UTC text, so string order is time order.

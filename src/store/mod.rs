@@ -11,6 +11,7 @@
 //! request path never touches the database; with PostgreSQL the mirror is refreshed from the
 //! shared store every few seconds, so replicas converge.
 
+mod burden;
 mod error;
 mod migrations;
 mod patient_key;
@@ -25,6 +26,7 @@ mod sqlite;
 mod supervisor;
 mod writer;
 
+pub use burden::{recorded_cards, RecordedCard};
 pub use error::StoreError;
 pub use patient_key::PatientKeyer;
 pub use replay::JtiLedger;
@@ -64,6 +66,8 @@ pub struct IssuedCard {
     /// for each, and "already addressed" withholds each.
     pub rules: Vec<String>,
     pub indicator: String,
+    /// Issued in silent mode: recorded, never shown.
+    pub silent: bool,
     pub hook_instance: String,
     pub patient_key: String,
     pub issued_at: DateTime<Utc>,
@@ -109,7 +113,10 @@ pub struct FeedbackReceipt {
 #[serde(rename_all = "camelCase")]
 pub struct RuleAnalytics {
     pub rule: String,
+    /// Cards shown to clinicians.
     pub issued: u64,
+    /// Cards evaluated and recorded in silent mode, not shown.
+    pub silent: u64,
     pub accepted: u64,
     pub overridden: u64,
     pub suppressed: u64,
@@ -124,6 +131,7 @@ impl RuleAnalytics {
         Self {
             rule: rule.to_string(),
             issued: 0,
+            silent: 0,
             accepted: 0,
             overridden: 0,
             suppressed: 0,

@@ -58,8 +58,8 @@ pub fn record(b: &mut dyn Backend, records: &[Record]) -> Result<(), StoreError>
             match r {
                 Record::Issued(c) => {
                     tx.exec(
-                        "INSERT INTO issued_cards (card_uuid, service, rule, indicator, hook_instance, patient_key, issued_at, suggestion_uuids)
-                         VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (card_uuid) DO NOTHING",
+                        "INSERT INTO issued_cards (card_uuid, service, rule, indicator, hook_instance, patient_key, issued_at, suggestion_uuids, silent)
+                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (card_uuid) DO NOTHING",
                         &[
                             V::Text(c.card_uuid.clone()),
                             V::Text(c.service.clone()),
@@ -69,13 +69,19 @@ pub fn record(b: &mut dyn Backend, records: &[Record]) -> Result<(), StoreError>
                             V::Text(c.patient_key.clone()),
                             V::Text(ts(c.issued_at)),
                             V::Text(serde_json::Value::from(c.suggestion_uuids.clone()).to_string()),
+                            V::Int(c.silent as i64),
                         ],
                     )?;
                     for rule in &c.rules {
                         tx.exec(
-                            "INSERT INTO issued_card_rules (card_uuid, rule, issued_at) VALUES (?, ?, ?)
+                            "INSERT INTO issued_card_rules (card_uuid, rule, issued_at, silent) VALUES (?, ?, ?, ?)
                              ON CONFLICT (card_uuid, rule) DO NOTHING",
-                            &[V::Text(c.card_uuid.clone()), V::Text(rule.clone()), V::Text(ts(c.issued_at))],
+                            &[
+                                V::Text(c.card_uuid.clone()),
+                                V::Text(rule.clone()),
+                                V::Text(ts(c.issued_at)),
+                                V::Int(c.silent as i64),
+                            ],
                         )?;
                     }
                 }
@@ -276,10 +282,16 @@ pub fn analytics(b: &mut dyn Backend, since: Option<DateTime<Utc>>) -> Result<Ve
         out.clear();
         let p = [V::Text(since.clone())];
         let counts = [Kind::Text, Kind::Int];
-        for r in
-            tx.query("SELECT rule, COUNT(*) FROM issued_card_rules WHERE issued_at >= ? GROUP BY rule", &p, &counts)?
-        {
-            entry(&mut out, r.text(0)?).issued = r.count(1)?;
+        for r in tx.query(
+            "SELECT rule, silent, COUNT(*) FROM issued_card_rules WHERE issued_at >= ? GROUP BY rule, silent",
+            &p,
+            &[Kind::Text, Kind::Int, Kind::Int],
+        )? {
+            let a = entry(&mut out, r.text(0)?);
+            match r.count(1)? {
+                0 => a.issued = r.count(2)?,
+                _ => a.silent += r.count(2)?,
+            }
         }
         for r in tx.query("SELECT rule, COUNT(*) FROM suppressed_cards WHERE at >= ? GROUP BY rule", &p, &counts)? {
             entry(&mut out, r.text(0)?).suppressed = r.count(1)?;

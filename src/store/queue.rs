@@ -298,6 +298,7 @@ mod tests {
             topic: "r".into(),
             rules: vec!["r".into()],
             indicator: "info".into(),
+            silent: false,
             hook_instance: "h".into(),
             patient_key: "k".into(),
             issued_at: chrono::Utc::now(),

@@ -24,6 +24,7 @@ fn card(uuid: &str, topic: &str, rules: &[&str], indicator: &str) -> IssuedCard 
         topic: topic.into(),
         rules: rules.iter().map(|r| r.to_string()).collect(),
         indicator: indicator.into(),
+        silent: false,
         hook_instance: "h1".into(),
         patient_key: "patient-key-1".into(),
         issued_at: t(NOW),

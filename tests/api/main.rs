@@ -12,6 +12,7 @@ mod discovery;
 mod errors;
 mod eval_command;
 mod facts;
+#[macro_use]
 mod feedback;
 mod fhir_fallback;
 mod hostile_auth;
@@ -24,6 +25,8 @@ mod revision2;
 mod rules;
 mod samples;
 mod service_call;
+mod silent;
+mod simulate;
 mod spec_examples;
 mod store_faults;
 mod synthetic_records;
