@@ -98,6 +98,23 @@ pub struct ServeArgs {
     /// Largest accepted request body, in bytes (suffixes KiB, MiB accepted).
     #[arg(long, env = "LEG_CRAMP_CDS_MAX_BODY", default_value = "10MiB", value_parser = parse_size)]
     pub max_body: usize,
+    /// Most request bodies in flight at once (being received or evaluated). Past it a request
+    /// gets 503 with Retry-After before its body is read.
+    #[arg(long, env = "LEG_CRAMP_CDS_MAX_INFLIGHT_BODIES", default_value_t = 64, value_parser = parse_count)]
+    pub max_inflight_bodies: usize,
+    /// Most bytes of request bodies in flight at once (suffixes KiB, MiB accepted): what
+    /// bounds the memory a burst of large requests can take. Past it a request gets 503 with
+    /// Retry-After and the rest of its body is not read.
+    #[arg(long, env = "LEG_CRAMP_CDS_MAX_INFLIGHT_BYTES", default_value = "32MiB", value_parser = parse_size)]
+    pub max_inflight_bytes: usize,
+    /// Threads that evaluate large requests (bodies of at least --offload-above), so that
+    /// the HTTP workers keep answering health checks and small requests. Default: one per core.
+    #[arg(long, env = "LEG_CRAMP_CDS_EVAL_THREADS", value_parser = parse_count)]
+    pub eval_threads: Option<usize>,
+    /// Bodies of at least this size are evaluated on the --eval-threads pool; smaller ones on
+    /// the HTTP worker that received them (no hand-over).
+    #[arg(long, env = "LEG_CRAMP_CDS_OFFLOAD_ABOVE", default_value = "64KiB", value_parser = parse_size)]
+    pub offload_above: usize,
     /// Log format.
     #[arg(long, env = "LEG_CRAMP_CDS_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -272,6 +289,15 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
         other => return Err(format!("unknown size unit '{other}' (use KiB, MiB or GiB)")),
     };
     n.checked_mul(factor).filter(|&b| b > 0).ok_or_else(|| format!("'{s}' is out of range"))
+}
+
+/// A count of things in flight or threads: 1 to 100000.
+fn parse_count(s: &str) -> Result<usize, String> {
+    s.trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=100_000).contains(n))
+        .ok_or_else(|| format!("'{s}' is not 1 to 100000"))
 }
 
 /// A queue bound: 1 to 10 million records.

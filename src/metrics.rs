@@ -18,6 +18,7 @@ pub const STORE_FAILED: &str = "cds_store_records_failed_total";
 pub const STORE_QUEUE: &str = "cds_store_queue_records";
 pub const STORE_RESTARTS: &str = "cds_store_thread_restarts_total";
 pub const STORE_UP: &str = "cds_store_up";
+pub const BODIES_REFUSED: &str = "cds_requests_refused_busy_total";
 
 /// Installs the process-wide recorder once; later calls return the same handle.
 pub fn handle() -> &'static PrometheusHandle {
@@ -46,6 +47,10 @@ pub fn handle() -> &'static PrometheusHandle {
         );
         metrics::describe_gauge!(STORE_QUEUE, "Card records waiting to be written to the feedback store");
         metrics::describe_counter!(STORE_RESTARTS, "Feedback store threads restarted after a panic, by thread");
+        metrics::describe_counter!(
+            BODIES_REFUSED,
+            "Requests answered 503 because request bodies in flight were at their bound"
+        );
         metrics::describe_gauge!(STORE_UP, "1 when the feedback store's database answers the writer, 0 when not");
         handle
     })

@@ -3,6 +3,7 @@
 pub mod demo;
 pub mod error;
 pub mod feedback;
+pub mod limits;
 pub mod middleware;
 pub mod openapi;
 pub mod routes;
@@ -46,6 +47,10 @@ pub struct AppState {
     pub suppress_days: i64,
     /// Evaluation instant fixed by `--now` (tests, demos); the clock otherwise.
     pub fixed_now: Option<chrono::DateTime<chrono::Utc>>,
+    /// Request bodies in flight, against --max-inflight-bodies and --max-inflight-bytes.
+    pub in_flight: Arc<limits::InFlight>,
+    /// Where large requests are evaluated (--eval-threads, --offload-above).
+    pub eval_pool: limits::EvalPool,
 }
 
 #[derive(Debug, Clone)]
@@ -95,6 +100,7 @@ impl Application {
             None => None,
         };
         let fhir = fhir_client(args, auth.is_none(), extra_roots)?;
+        let (in_flight, eval_pool) = limits::from_args(args)?;
         let state = web::Data::new(AppState {
             schemas,
             catalog: ArcSwap::from_pointee(catalog),
@@ -111,6 +117,8 @@ impl Application {
             demo: args.demo,
             suppress_days: args.suppress_days,
             fixed_now: args.now,
+            in_flight,
+            eval_pool,
         });
         let cors = cors_policy(args);
         crate::metrics::handle();
@@ -119,6 +127,7 @@ impl Application {
         let mut http = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
+                .wrap(from_fn(limits::bound_bodies))
                 .wrap(cors_middleware(&cors))
                 .wrap(from_fn(middleware::observe))
                 .configure(|cfg| routes_config(cfg, demo))

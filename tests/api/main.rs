@@ -14,6 +14,7 @@ mod eval_command;
 mod facts;
 mod feedback;
 mod fhir_fallback;
+mod hostile_load;
 mod revision2;
 mod rules;
 mod samples;

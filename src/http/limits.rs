@@ -1,0 +1,290 @@
+//! Bounded work per request.
+//!
+//! - **Bodies in flight** are bounded in count and in bytes ([`InFlight`], the
+//!   [`bound_bodies`] middleware). A request whose body does not fit gets 503 with
+//!   `Retry-After` and an OperationOutcome, and nothing more of its body is read: the count is
+//!   checked before any byte is read, a declared `Content-Length` is reserved whole before
+//!   reading, and a chunked body is reserved chunk by chunk. The reservation is held until
+//!   the answer is ready (the body and what is parsed from it live that long), then released.
+//! - **Large requests are evaluated off the I/O workers**, on a fixed pool of evaluation
+//!   threads ([`EvalPool`]). The pool's queue is bounded by the in-flight bound, so a burst
+//!   cannot pile up work; the HTTP workers keep answering `/healthz` and small requests.
+
+use super::error::outcome_response;
+use super::AppState;
+use crate::protocol::{IssueCode, OperationOutcome};
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::error::PayloadError;
+use actix_web::http::{header, StatusCode};
+use actix_web::middleware::Next;
+use actix_web::web::Bytes;
+use actix_web::{web, HttpMessage, HttpResponse};
+use futures_util::{Stream, StreamExt};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// Seconds a client is asked to wait after a 503 for load.
+pub const RETRY_AFTER_SECS: u64 = 1;
+
+/// The bodies in flight: how many, and how many bytes, against their bounds.
+#[derive(Debug)]
+pub struct InFlight {
+    max_bodies: usize,
+    max_bytes: usize,
+    /// Bytes past this per body are not kept by the handlers (they answer 413), so they are
+    /// not reserved.
+    max_body: usize,
+    bodies: AtomicUsize,
+    bytes: AtomicUsize,
+}
+
+impl InFlight {
+    pub fn new(max_bodies: usize, max_bytes: usize, max_body: usize) -> Arc<Self> {
+        Arc::new(Self { max_bodies, max_bytes, max_body, bodies: AtomicUsize::new(0), bytes: AtomicUsize::new(0) })
+    }
+
+    /// (bodies, bytes) in flight now.
+    pub fn usage(&self) -> (usize, usize) {
+        (self.bodies.load(Ordering::Acquire), self.bytes.load(Ordering::Acquire))
+    }
+
+    /// A place for one more body, if the count allows.
+    pub fn enter(self: &Arc<Self>) -> Option<BodyPermit> {
+        take(&self.bodies, 1, self.max_bodies)?;
+        Some(BodyPermit(Arc::new(PermitInner {
+            limits: self.clone(),
+            bytes: AtomicUsize::new(0),
+            refused: AtomicBool::new(false),
+        })))
+    }
+}
+
+/// Adds `n` to `counter` if the result stays within `max`.
+fn take(counter: &AtomicUsize, n: usize, max: usize) -> Option<()> {
+    counter
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |now| now.checked_add(n).filter(|&after| after <= max))
+        .ok()
+        .map(|_| ())
+}
+
+/// One body's place in flight and the bytes reserved for it; released when the last clone is
+/// dropped (the answer is ready, or evaluation on the pool has finished).
+#[derive(Debug, Clone)]
+pub struct BodyPermit(Arc<PermitInner>);
+
+#[derive(Debug)]
+struct PermitInner {
+    limits: Arc<InFlight>,
+    bytes: AtomicUsize,
+    /// The body outgrew what was left: the request is answered 503.
+    refused: AtomicBool,
+}
+
+impl BodyPermit {
+    /// Reserves bytes up to `total` for this body (never past the per-body limit);
+    /// `false` when the bound does not allow it.
+    fn reserve_up_to(&self, total: usize) -> bool {
+        let inner = &self.0;
+        let wanted = total.min(inner.limits.max_body);
+        let have = inner.bytes.load(Ordering::Acquire);
+        if wanted <= have {
+            return true;
+        }
+        if take(&inner.limits.bytes, wanted - have, inner.limits.max_bytes).is_none() {
+            inner.refused.store(true, Ordering::Release);
+            return false;
+        }
+        inner.bytes.fetch_add(wanted - have, Ordering::AcqRel);
+        true
+    }
+
+    fn refused(&self) -> bool {
+        self.0.refused.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for PermitInner {
+    fn drop(&mut self) {
+        self.limits.bytes.fetch_sub(*self.bytes.get_mut(), Ordering::AcqRel);
+        self.limits.bodies.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The body as the handler reads it: each chunk is reserved before it is handed on; once the
+/// bound is reached the stream ends with an error and nothing more is read.
+struct Reserved {
+    inner: Payload,
+    permit: BodyPermit,
+    received: usize,
+    stopped: bool,
+}
+
+impl Stream for Reserved {
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        if self.stopped {
+            return Poll::Ready(None);
+        }
+        match self.inner.poll_next_unpin(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                self.received = self.received.saturating_add(chunk.len());
+                if self.permit.reserve_up_to(self.received) {
+                    Poll::Ready(Some(Ok(chunk)))
+                } else {
+                    self.stopped = true;
+                    Poll::Ready(Some(Err(PayloadError::Overflow)))
+                }
+            }
+            other => other,
+        }
+    }
+}
+
+/// Whether a request comes with a body: a non-zero `Content-Length`, or a chunked one.
+fn declared_body(req: &ServiceRequest) -> Option<Option<usize>> {
+    let headers = req.headers();
+    if let Some(length) = headers.get(header::CONTENT_LENGTH) {
+        return match length.to_str().ok().and_then(|v| v.trim().parse::<usize>().ok()) {
+            Some(0) => None,
+            Some(n) => Some(Some(n)),
+            // Unparseable: actix refuses it before it gets here; count it as unknown.
+            None => Some(None),
+        };
+    }
+    headers.contains_key(header::TRANSFER_ENCODING).then_some(None)
+}
+
+/// Middleware: admits a request with a body only while the in-flight bounds allow it, and
+/// holds its reservation until the answer is ready.
+pub async fn bound_bodies(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let Some(declared) = declared_body(&req) else {
+        return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
+    };
+    let Some(in_flight) = req.app_data::<web::Data<AppState>>().map(|s| s.in_flight.clone()) else {
+        return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
+    };
+    let permit = match in_flight.enter() {
+        Some(p) if declared.is_none_or(|n| p.reserve_up_to(n)) => p,
+        _ => return Ok(refuse(req, &in_flight)),
+    };
+    let inner = req.take_payload();
+    let reserved = Reserved { inner, permit: permit.clone(), received: 0, stopped: false };
+    req.set_payload(Payload::Stream { payload: Box::pin(reserved) });
+    req.extensions_mut().insert(permit.clone());
+    let res = next.call(req).await?.map_into_boxed_body();
+    if permit.refused() {
+        let (req, _) = res.into_parts();
+        return Ok(refuse_parts(req, &in_flight));
+    }
+    drop(permit);
+    Ok(res)
+}
+
+fn refuse(req: ServiceRequest, in_flight: &InFlight) -> ServiceResponse<BoxBody> {
+    let (req, _payload) = req.into_parts();
+    refuse_parts(req, in_flight)
+}
+
+/// 503 with `Retry-After`: the connection is closed, the rest of the body is not read.
+fn refuse_parts(req: actix_web::HttpRequest, in_flight: &InFlight) -> ServiceResponse<BoxBody> {
+    let (bodies, bytes) = in_flight.usage();
+    metrics::counter!(crate::metrics::BODIES_REFUSED).increment(1);
+    tracing::warn!(
+        bodies_in_flight = bodies,
+        bytes_in_flight = bytes,
+        max_bodies = in_flight.max_bodies,
+        max_bytes = in_flight.max_bytes,
+        "request refused: bodies in flight at their bound"
+    );
+    let mut builder = HttpResponse::build(StatusCode::SERVICE_UNAVAILABLE);
+    builder.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS.to_string()));
+    builder.insert_header((header::CONNECTION, "close"));
+    let outcome = OperationOutcome::error(
+        IssueCode::Throttled,
+        format!(
+            "the service is receiving as many request bodies as it accepts at once \
+             (at most {} bodies, {} bytes); retry after {RETRY_AFTER_SECS} s",
+            in_flight.max_bodies, in_flight.max_bytes
+        ),
+    );
+    ServiceResponse::new(req, outcome_response(builder, &outcome))
+}
+
+/// The in-flight bounds and the evaluation pool, as `serve` was told.
+pub fn from_args(args: &crate::cli::ServeArgs) -> std::io::Result<(Arc<InFlight>, EvalPool)> {
+    let in_flight = InFlight::new(args.max_inflight_bodies, args.max_inflight_bytes, args.max_body);
+    let threads = args.eval_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from));
+    Ok((in_flight, EvalPool::new(threads, args.offload_above)?))
+}
+
+/// The evaluation threads: a multi-threaded runtime of its own, so a large request's CPU work
+/// (parsing, facts, rules, cards) never runs on an HTTP worker. Async steps of an evaluation
+/// (FHIR fetches, terminology) run there too.
+pub struct EvalPool {
+    runtime: Option<tokio::runtime::Runtime>,
+    /// Bodies of at least this many bytes are evaluated here.
+    pub offload_above: usize,
+}
+
+impl EvalPool {
+    pub fn new(threads: usize, offload_above: usize) -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.max(1))
+            .thread_name("eval")
+            .enable_all()
+            .build()?;
+        Ok(Self { runtime: Some(runtime), offload_above })
+    }
+
+    /// Whether a body of `len` bytes is evaluated on the pool.
+    pub fn takes(&self, len: usize) -> bool {
+        len >= self.offload_above
+    }
+
+    /// Runs `work` on the pool and waits for it without blocking the caller's thread. A panic
+    /// in `work` is resumed here (the panic guard answers 500); if the caller goes away the
+    /// work is cancelled at its next await.
+    pub async fn run<T: Send + 'static>(&self, work: impl Future<Output = T> + Send + 'static) -> T {
+        let runtime = self.runtime.as_ref().expect("the pool lives as long as the service");
+        let mut task = AbortOnDrop(runtime.spawn(work));
+        match task.join().await {
+            Ok(value) => value,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => panic!("evaluation task ended without an answer: {e}"),
+        }
+    }
+}
+
+impl Drop for EvalPool {
+    fn drop(&mut self) {
+        // Dropping a runtime may not block inside another runtime (tests, shutdown).
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// A task handle that cancels the task when the waiting request is dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> AbortOnDrop<T> {
+    async fn join(&mut self) -> Result<T, tokio::task::JoinError> {
+        (&mut self.0).await
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
