@@ -222,6 +222,13 @@ fn refuse_parts(req: actix_web::HttpRequest, in_flight: &InFlight) -> ServiceRes
 
 /// The in-flight bounds and the evaluation pool, as `serve` was told.
 pub fn from_args(args: &crate::cli::ServeArgs) -> std::io::Result<(Arc<InFlight>, EvalPool)> {
+    if args.max_inflight_bytes < args.max_body {
+        tracing::warn!(
+            max_inflight_bytes = args.max_inflight_bytes,
+            max_body = args.max_body,
+            "--max-inflight-bytes is below --max-body: bodies larger than it are always refused (503)"
+        );
+    }
     let in_flight = InFlight::new(args.max_inflight_bodies, args.max_inflight_bytes, args.max_body);
     let threads = args.eval_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from));
     Ok((in_flight, EvalPool::new(threads, args.offload_above)?))
@@ -286,5 +293,38 @@ impl<T> AbortOnDrop<T> {
 impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn places_and_bytes_are_taken_within_the_bounds_and_given_back_on_drop() {
+        let in_flight = InFlight::new(2, 100, 60);
+        let a = in_flight.enter().expect("first place");
+        assert!(a.reserve_up_to(50));
+        let b = in_flight.enter().expect("second place");
+        assert!(in_flight.enter().is_none(), "no third place");
+        // 50 + 60 > 100: refused, and the permit says so.
+        assert!(!b.reserve_up_to(1000));
+        assert!(b.refused() && !a.refused());
+        assert_eq!(in_flight.usage(), (2, 50));
+        // A clone shares the reservation; the last drop gives it back.
+        let a2 = a.clone();
+        drop(a);
+        assert_eq!(in_flight.usage(), (2, 50));
+        drop((a2, b));
+        assert_eq!(in_flight.usage(), (0, 0));
+    }
+
+    #[test]
+    fn bytes_past_the_body_limit_are_not_reserved() {
+        // The handler answers 413 past --max-body and keeps none of those bytes.
+        let in_flight = InFlight::new(4, 100, 60);
+        let permit = in_flight.enter().unwrap();
+        assert!(permit.reserve_up_to(10) && permit.reserve_up_to(5_000_000));
+        assert_eq!(in_flight.usage(), (1, 60));
     }
 }

@@ -8,27 +8,37 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-/// The medications a chart of that size rotates through: two diuretics, a statin and a PPI,
-/// so the merged medication-review card gathers 36,000 pieces of evidence.
-const DRUGS: [(&str, &str); 4] = [
+/// Medications recorded by product code and name: two diuretics and a PPI.
+const DRUGS: [(&str, &str); 3] = [
     ("310798", "hydrochlorothiazide 25 MG Oral Tablet"),
     ("197417", "furosemide 40 MG Oral Tablet"),
-    ("617312", "atorvastatin 10 MG Oral Tablet"),
     ("40790", "omeprazole 20 MG Delayed Release Oral Capsule"),
 ];
 
 /// A patient-view request for a patient with leg cramps and `n` active MedicationRequests,
-/// each with its own id, in the prefetch shape of the other tests (Bundles per key). Written
-/// directly as text: the test should not spend its time budget building it.
+/// each with its own id, in the prefetch shape of the other tests (Bundles per key). Every
+/// fourth is a statin known only by its ATC class and a product name of its own, so the merged
+/// medication-review card names thousands of different drugs as well as gathering `n` pieces
+/// of evidence. Written directly as text: the test should not spend its time building it.
 fn request_with_medications(n: usize) -> Vec<u8> {
     let mut entries = String::with_capacity(n * 300);
     for i in 0..n {
-        let (code, text) = DRUGS[i % DRUGS.len()];
+        let coding = match i % 4 {
+            3 => {
+                format!(r#"{{"system":"http://www.whocc.no/atc","code":"C10AA{i:05}","display":"lipid product {i}"}}"#)
+            }
+            k => {
+                let (code, text) = DRUGS[k];
+                format!(
+                    r#"{{"system":"http://www.nlm.nih.gov/research/umls/rxnorm","code":"{code}","display":"{text}"}}"#
+                )
+            }
+        };
         if i > 0 {
             entries.push(',');
         }
         entries.push_str(&format!(
-            r#"{{"resource":{{"resourceType":"MedicationRequest","id":"mr-{i}","status":"active","intent":"order","medicationCodeableConcept":{{"coding":[{{"system":"http://www.nlm.nih.gov/research/umls/rxnorm","code":"{code}","display":"{text}"}}]}}}}}}"#
+            r#"{{"resource":{{"resourceType":"MedicationRequest","id":"mr-{i}","status":"active","intent":"order","medicationCodeableConcept":{{"coding":[{coding}]}}}}}}"#
         ));
     }
     let condition = r#"{"resourceType":"Condition","id":"c1","clinicalStatus":{"coding":[{"code":"active"}]},"code":{"coding":[{"system":"http://hl7.org/fhir/sid/icd-10-cm","code":"R25.2"}]}}"#;
@@ -53,20 +63,50 @@ fn topics(body: &serde_json::Value) -> Vec<String> {
     rule_summaries(body).into_iter().map(|(topic, _)| topic).collect()
 }
 
-#[tokio::test]
-async fn one_9mb_request_with_36000_medications_answers_within_2s() {
-    let server = TestServer::start();
-    let body = request_with_medications(36_000);
-    assert!((9_000_000..10 << 20).contains(&body.len()), "a 9 MB request within --max-body: {}", body.len());
-    // Warm up: the first call pays for lazy initialisation, not for the size of the request.
-    let (status, _) = server.post_json(SERVICE, &patient_view_request()).await;
-    assert_eq!(status, 200);
-    let (status, seconds, answer) = timed_post(&server, body).await;
+/// The server's CPU time so far (user + system), in seconds, from /proc.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
+    let fields: Vec<&str> = stat.rsplit_once(") ").unwrap().1.split(' ').collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    let per_second = std::process::Command::new("getconf").arg("CLK_TCK").output().unwrap();
+    ticks / String::from_utf8_lossy(&per_second.stdout).trim().parse::<f64>().unwrap()
+}
+
+/// The server's CPU seconds and the wall-clock seconds for one call with `n` medications.
+async fn measured_call(server: &TestServer, n: usize) -> (f64, f64) {
+    let body = request_with_medications(n);
+    let cpu = cpu_seconds(server.pid());
+    let (status, seconds, answer) = timed_post(server, body).await;
     assert_eq!(status, 200, "{answer}");
     assert!(topics(&answer).contains(&"medication-review".to_string()), "{:?}", topics(&answer));
     assert_valid_response(&answer);
-    eprintln!("36,000 medications: answered in {seconds:.3} s");
-    assert!(seconds <= 2.0, "36,000 medications took {seconds:.3} s (at most 2 s)");
+    (cpu_seconds(server.pid()) - cpu, seconds)
+}
+
+/// The work is linear: 36,000 medications cost the server about four times the CPU of 9,000
+/// (the quadratic de-duplication made it sixteen). And the answer comes within 2 s in the
+/// build that is shipped: an unoptimised test build is several times slower at parsing and
+/// cannot be held to that figure, so there the figure is printed and the release run
+/// (`cargo test --release --test api hostile_load`, in .ci/run) asserts it.
+#[tokio::test]
+async fn one_9mb_request_with_36000_medications_answers_within_2s() {
+    let server = TestServer::start();
+    assert!(
+        (9_000_000..10 << 20).contains(&request_with_medications(36_000).len()),
+        "a 9 MB request within --max-body"
+    );
+    // Warm up: the first call pays for lazy initialisation, not for the size of the request.
+    let (status, _) = server.post_json(SERVICE, &patient_view_request()).await;
+    assert_eq!(status, 200);
+    let (cpu_small, _) = measured_call(&server, 9_000).await;
+    let (cpu, seconds) = measured_call(&server, 36_000).await;
+    eprintln!("9,000 medications: {cpu_small:.2} s CPU; 36,000: {cpu:.2} s CPU, answered in {seconds:.3} s");
+    // Four times the work, with room for noise and the clock's 10 ms ticks.
+    assert!(cpu <= 6.0 * cpu_small + 0.1, "36,000 medications took {cpu:.2} s CPU, 9,000 took {cpu_small:.2} s");
+    if !cfg!(debug_assertions) {
+        assert!(seconds <= 2.0, "36,000 medications took {seconds:.3} s (at most 2 s)");
+    }
 }
 
 #[tokio::test]
