@@ -6,9 +6,9 @@
 //!   checked before any byte is read, a declared `Content-Length` is reserved whole before
 //!   reading, and a chunked body is reserved chunk by chunk. The reservation is held until
 //!   the answer is ready (the body and what is parsed from it live that long), then released.
-//! - **Large requests are evaluated off the I/O workers**, on a fixed pool of evaluation
-//!   threads ([`EvalPool`]). The pool's queue is bounded by the in-flight bound, so a burst
-//!   cannot pile up work; the HTTP workers keep answering `/healthz` and small requests.
+//!
+//! Large requests are evaluated off the I/O workers, on the pool of [`super::pool`]; its queue
+//! is bounded by these bounds, so a burst cannot pile up work.
 
 use super::error::outcome_response;
 use super::AppState;
@@ -21,7 +21,6 @@ use actix_web::middleware::Next;
 use actix_web::web::Bytes;
 use actix_web::{web, HttpMessage, HttpResponse};
 use futures_util::{Stream, StreamExt};
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -221,7 +220,7 @@ fn refuse_parts(req: actix_web::HttpRequest, in_flight: &InFlight) -> ServiceRes
 }
 
 /// The in-flight bounds and the evaluation pool, as `serve` was told.
-pub fn from_args(args: &crate::cli::ServeArgs) -> std::io::Result<(Arc<InFlight>, EvalPool)> {
+pub fn from_args(args: &crate::cli::ServeArgs) -> std::io::Result<(Arc<InFlight>, super::pool::EvalPool)> {
     if args.max_inflight_bytes < args.max_body {
         tracing::warn!(
             max_inflight_bytes = args.max_inflight_bytes,
@@ -231,69 +230,7 @@ pub fn from_args(args: &crate::cli::ServeArgs) -> std::io::Result<(Arc<InFlight>
     }
     let in_flight = InFlight::new(args.max_inflight_bodies, args.max_inflight_bytes, args.max_body);
     let threads = args.eval_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from));
-    Ok((in_flight, EvalPool::new(threads, args.offload_above)?))
-}
-
-/// The evaluation threads: a multi-threaded runtime of its own, so a large request's CPU work
-/// (parsing, facts, rules, cards) never runs on an HTTP worker. Async steps of an evaluation
-/// (FHIR fetches, terminology) run there too.
-pub struct EvalPool {
-    runtime: Option<tokio::runtime::Runtime>,
-    /// Bodies of at least this many bytes are evaluated here.
-    pub offload_above: usize,
-}
-
-impl EvalPool {
-    pub fn new(threads: usize, offload_above: usize) -> std::io::Result<Self> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads.max(1))
-            .thread_name("eval")
-            .enable_all()
-            .build()?;
-        Ok(Self { runtime: Some(runtime), offload_above })
-    }
-
-    /// Whether a body of `len` bytes is evaluated on the pool.
-    pub fn takes(&self, len: usize) -> bool {
-        len >= self.offload_above
-    }
-
-    /// Runs `work` on the pool and waits for it without blocking the caller's thread. A panic
-    /// in `work` is resumed here (the panic guard answers 500); if the caller goes away the
-    /// work is cancelled at its next await.
-    pub async fn run<T: Send + 'static>(&self, work: impl Future<Output = T> + Send + 'static) -> T {
-        let runtime = self.runtime.as_ref().expect("the pool lives as long as the service");
-        let mut task = AbortOnDrop(runtime.spawn(work));
-        match task.join().await {
-            Ok(value) => value,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(e) => panic!("evaluation task ended without an answer: {e}"),
-        }
-    }
-}
-
-impl Drop for EvalPool {
-    fn drop(&mut self) {
-        // Dropping a runtime may not block inside another runtime (tests, shutdown).
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
-    }
-}
-
-/// A task handle that cancels the task when the waiting request is dropped.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> AbortOnDrop<T> {
-    async fn join(&mut self) -> Result<T, tokio::task::JoinError> {
-        (&mut self.0).await
-    }
-}
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+    Ok((in_flight, super::pool::EvalPool::new(threads, args.offload_above)?))
 }
 
 #[cfg(test)]

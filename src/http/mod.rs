@@ -6,6 +6,7 @@ pub mod feedback;
 pub mod limits;
 pub mod middleware;
 pub mod openapi;
+pub mod pool;
 pub mod routes;
 
 use crate::auth::Authenticator;
@@ -50,7 +51,7 @@ pub struct AppState {
     /// Request bodies in flight, against --max-inflight-bodies and --max-inflight-bytes.
     pub in_flight: Arc<limits::InFlight>,
     /// Where large requests are evaluated (--eval-threads, --offload-above).
-    pub eval_pool: limits::EvalPool,
+    pub eval_pool: pool::EvalPool,
 }
 
 #[derive(Debug, Clone)]

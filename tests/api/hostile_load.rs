@@ -171,8 +171,19 @@ fn memory_kib(pid: u32, field: &str) -> u64 {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
-/// Bytes of memory a burst may leave resident once it has settled.
-const SETTLED_MARGIN_KIB: u64 = 48 << 10;
+/// Memory a burst may leave resident once it has settled (measured: 10 to 25 MiB, what the
+/// runtime keeps of a burst's threads and connections).
+const SETTLED_MARGIN_KIB: u64 = 32 << 10;
+
+/// Memory a burst may take beyond the baseline while it runs: the default 32 MiB of bodies in
+/// flight, what is parsed from them, and their answers (measured: about 220 MiB; before the
+/// bound, twenty 10 MB bodies took 778 MB).
+const BURST_MARGIN_KIB: u64 = 320 << 10;
+
+/// Waits until the server has been quiet long enough to give a burst's memory back.
+async fn settle() {
+    tokio::time::sleep(Duration::from_secs(3)).await;
+}
 
 #[tokio::test]
 async fn twenty_concurrent_10mb_bodies_are_bounded_and_memory_returns() {
@@ -186,8 +197,10 @@ async fn twenty_concurrent_10mb_bodies_are_bounded_and_memory_returns() {
         let (status, _, answer) = timed_post(&server, body.clone()).await;
         assert_eq!(status, 200, "{answer}");
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    settle().await;
     let before = memory_kib(pid, "VmRSS:");
+    // The peak is measured from here: reset the high-water mark to the current RSS.
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").unwrap();
     let burst: Vec<_> = (0..20)
         .map(|_| {
             let (server, body) = (server.clone(), body.clone());
@@ -224,10 +237,10 @@ async fn twenty_concurrent_10mb_bodies_are_bounded_and_memory_returns() {
     let peak = memory_kib(pid, "VmHWM:");
     eprintln!("burst of 20: {answered} answered, {refused} refused (503); RSS before {before} KiB, peak {peak} KiB");
     assert!(answered >= 1 && refused >= 1, "{answered} answered, {refused} refused");
-    // The bound holds memory down: 778 MB before; now the default 32 MiB of bodies in flight.
-    assert!(peak < 400 << 10, "peak RSS {peak} KiB");
+    assert!(peak <= before + BURST_MARGIN_KIB, "peak RSS {peak} KiB during the burst, {before} KiB before");
     // Memory returns: within the margin of the pre-burst value once the burst has settled.
-    let deadline = Instant::now() + Duration::from_secs(15);
+    settle().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
     let mut after = memory_kib(pid, "VmRSS:");
     while after > before + SETTLED_MARGIN_KIB && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(250)).await;
