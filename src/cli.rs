@@ -293,20 +293,16 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
 
 /// A count of things in flight or threads: 1 to 100000.
 fn parse_count(s: &str) -> Result<usize, String> {
-    s.trim()
-        .parse::<usize>()
-        .ok()
-        .filter(|n| (1..=100_000).contains(n))
-        .ok_or_else(|| format!("'{s}' is not 1 to 100000"))
+    parse_from_1_to(s, 100_000)
 }
 
 /// A queue bound: 1 to 10 million records.
 fn parse_queue_bound(s: &str) -> Result<usize, String> {
-    s.trim()
-        .parse::<usize>()
-        .ok()
-        .filter(|n| (1..=10_000_000).contains(n))
-        .ok_or_else(|| format!("'{s}' is not 1 to 10000000"))
+    parse_from_1_to(s, 10_000_000)
+}
+
+fn parse_from_1_to(s: &str, max: usize) -> Result<usize, String> {
+    s.trim().parse::<usize>().ok().filter(|n| (1..=max).contains(n)).ok_or_else(|| format!("'{s}' is not 1 to {max}"))
 }
 
 /// Parses `3s`, `500ms`, `2m`, or a bare number of seconds.
