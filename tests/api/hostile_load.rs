@@ -84,6 +84,12 @@ async fn measured_call(server: &TestServer, n: usize) -> (f64, f64) {
     (cpu_seconds(server.pid()) - cpu, seconds)
 }
 
+/// The lesser CPU time and the lesser wall-clock time of two calls with `n` medications.
+async fn best_of_two(server: &TestServer, n: usize) -> (f64, f64) {
+    let (first, second) = (measured_call(server, n).await, measured_call(server, n).await);
+    (first.0.min(second.0), first.1.min(second.1))
+}
+
 /// The work is linear: 36,000 medications cost the server about four times the CPU of 9,000
 /// (the quadratic de-duplication made it sixteen). And the answer comes within 2 s in the
 /// build that is shipped: an unoptimised test build is several times slower at parsing and
@@ -99,8 +105,9 @@ async fn one_9mb_request_with_36000_medications_answers_within_2s() {
     // Warm up: the first call pays for lazy initialisation, not for the size of the request.
     let (status, _) = server.post_json(SERVICE, &patient_view_request()).await;
     assert_eq!(status, 200);
-    let (cpu_small, _) = measured_call(&server, 9_000).await;
-    let (cpu, seconds) = measured_call(&server, 36_000).await;
+    // The better of two calls of each size: the machine may be busy with other tests.
+    let (cpu_small, _) = best_of_two(&server, 9_000).await;
+    let (cpu, seconds) = best_of_two(&server, 36_000).await;
     eprintln!("9,000 medications: {cpu_small:.2} s CPU; 36,000: {cpu:.2} s CPU, answered in {seconds:.3} s");
     // Four times the work, with room for noise and the clock's 10 ms ticks.
     assert!(cpu <= 6.0 * cpu_small + 0.1, "36,000 medications took {cpu:.2} s CPU, 9,000 took {cpu_small:.2} s");
