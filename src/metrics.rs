@@ -23,6 +23,7 @@ pub const STORE_UP: &str = "cds_store_up";
 pub const STORE_PRUNED: &str = "cds_store_pruned_rows_total";
 pub const AUTH_REJECTIONS: &str = "cds_auth_rejections_total";
 pub const REPLAY_CHECKED_LOCALLY: &str = "cds_jwt_replay_checked_locally_total";
+pub const BODIES_REFUSED: &str = "cds_requests_refused_busy_total";
 
 /// Installs the process-wide recorder once; later calls return the same handle.
 pub fn handle() -> &'static PrometheusHandle {
@@ -59,6 +60,10 @@ pub fn handle() -> &'static PrometheusHandle {
         );
         metrics::describe_gauge!(STORE_QUEUE, "Card records waiting to be written to the feedback store");
         metrics::describe_counter!(STORE_RESTARTS, "Feedback store threads restarted after a panic, by thread");
+        metrics::describe_counter!(
+            BODIES_REFUSED,
+            "Requests answered 503 because request bodies in flight were at their bound"
+        );
         metrics::describe_gauge!(STORE_UP, "1 when the feedback store's database answers the writer, 0 when not");
         metrics::describe_counter!(STORE_PRUNED, "Rows deleted by the --retain-days retention, by table");
         metrics::describe_counter!(AUTH_REJECTIONS, "JWTs refused, by reason (every one, logged or not)");

@@ -6,6 +6,7 @@ use crate::facts::{MedicationSource, PatientFacts};
 use crate::knowledge::numbers::format_number;
 use crate::rules::eval::{Evidence, ObservationEvidence};
 use crate::rules::RuleBook;
+use std::collections::HashSet;
 use std::fmt::Write;
 
 pub fn date(d: Option<chrono::DateTime<chrono::Utc>>) -> String {
@@ -137,25 +138,27 @@ fn observation_lines(book: &RuleBook, facts: &PatientFacts, o: &ObservationEvide
     out
 }
 
-/// References of the resources behind the evidence (the card's machine-readable extension).
+/// References of the resources behind the evidence (the card's machine-readable extension),
+/// each once, in first-seen order.
 pub fn references(facts: &PatientFacts, evidence: &[Evidence]) -> Vec<String> {
-    let mut refs: Vec<String> = Vec::new();
-    let mut push = |r: &str| {
-        if !refs.iter().any(|x| x == r) {
-            refs.push(r.to_string());
-        }
-    };
+    let mut all: Vec<&str> = Vec::with_capacity(evidence.len());
     for e in evidence {
         match e {
-            Evidence::Condition(i) => push(&facts.conditions[*i].reference),
-            Evidence::Medication(i) | Evidence::OrderReason(i) => push(&facts.medications[*i].reference),
+            Evidence::Condition(i) => all.push(&facts.conditions[*i].reference),
+            Evidence::Medication(i) | Evidence::OrderReason(i) => all.push(&facts.medications[*i].reference),
             Evidence::Observation(o) => {
-                push(&facts.observations[o.index].reference);
-                o.conflicting.iter().chain(&o.set_aside).for_each(|k| push(&facts.observations[*k].reference));
+                all.push(&facts.observations[o.index].reference);
+                all.extend(o.conflicting.iter().chain(&o.set_aside).map(|k| facts.observations[*k].reference.as_str()));
             }
-            Evidence::Pregnancy => facts.pregnancy.evidence.iter().for_each(|r| push(r)),
+            Evidence::Pregnancy => all.extend(facts.pregnancy.evidence.iter().map(String::as_str)),
             Evidence::NoRecentObservation { .. } | Evidence::Age(_) => {}
         }
     }
-    refs
+    unique(all).into_iter().map(str::to_string).collect()
+}
+
+/// Each item once, in first-seen order. Linear (a set remembers what was kept).
+pub fn unique<T: Eq + std::hash::Hash + Copy>(items: impl IntoIterator<Item = T>) -> Vec<T> {
+    let mut seen = HashSet::new();
+    items.into_iter().filter(|x| seen.insert(*x)).collect()
 }

@@ -52,12 +52,8 @@ pub fn card(
         }
         out
     };
-    let mut resources: Vec<String> = Vec::new();
-    for r in members.iter().flat_map(|f| evidence::references(facts, &f.evidence)) {
-        if !resources.contains(&r) {
-            resources.push(r);
-        }
-    }
+    let all: Vec<String> = members.iter().flat_map(|f| evidence::references(facts, &f.evidence)).collect();
+    let resources: Vec<&str> = evidence::unique(all.iter().map(String::as_str));
     let (suggestions, order_lines) =
         orders::render(&book.index, &book.policy.lab_orders, &order_decisions, facts, patient_id, offered);
     let _ = writeln!(md, "\n**What to do**\n\n{}", merged.detail.trim());
@@ -102,13 +98,19 @@ pub fn card(
 fn why_lines(book: &RuleBook, facts: &PatientFacts, members: &[&Finding], md: &mut String) {
     let member_lines: Vec<Vec<String>> =
         members.iter().map(|f| f.evidence.iter().flat_map(|e| evidence::lines(book, facts, e)).collect()).collect();
-    let shared: Vec<&String> = member_lines[0].iter().filter(|l| member_lines.iter().all(|m| m.contains(l))).collect();
+    // Sets, so that finding the shared lines is linear in the number of lines.
+    let member_sets: Vec<HashSet<&str>> =
+        member_lines.iter().map(|lines| lines.iter().map(String::as_str).collect()).collect();
+    let shared: Vec<&str> = evidence::unique(
+        member_lines[0].iter().map(String::as_str).filter(|l| member_sets.iter().all(|m| m.contains(l))),
+    );
+    let shared_set: HashSet<&str> = shared.iter().copied().collect();
     for line in &shared {
         let _ = writeln!(md, "- {line}");
     }
     for (f, lines) in members.iter().zip(&member_lines) {
         let _ = writeln!(md, "- **{}**", book.rules[f.rule].title);
-        for line in lines.iter().filter(|l| !shared.contains(l)) {
+        for line in lines.iter().filter(|l| !shared_set.contains(l.as_str())) {
             let _ = writeln!(md, "  - {line}");
         }
     }
@@ -138,19 +140,19 @@ fn links(book: &RuleBook, members: &[&Finding]) -> Vec<Link> {
 
 /// The drugs behind the member findings, each once, as a clinician names them.
 fn drug_names(facts: &PatientFacts, members: &[&Finding]) -> Vec<String> {
-    let mut names: Vec<String> = Vec::new();
-    for f in members {
-        for e in &f.evidence {
-            if let Evidence::Medication(i) = e {
-                let name = facts.medications[*i].short_name();
-                if !names.contains(&name) {
-                    names.push(name);
-                }
-            }
-        }
-    }
-    names
+    let all: Vec<String> = members
+        .iter()
+        .flat_map(|f| &f.evidence)
+        .filter_map(|e| match e {
+            Evidence::Medication(i) => Some(facts.medications[*i].short_name()),
+            _ => None,
+        })
+        .collect();
+    evidence::unique(all.iter().map(String::as_str)).into_iter().map(str::to_string).collect()
 }
+
+/// A card summary is shorter than this (CDS Hooks: "<140 characters").
+const MAX_SUMMARY_CHARS: usize = 140;
 
 /// Fills `{count}`, `{possessive}` and `{drugs}`, dropping drug names ("+N more") until the
 /// summary is under 140 characters.
@@ -161,13 +163,16 @@ fn summary(template: &str, facts: &PatientFacts, drugs: &[String]) -> String {
         _ => "their",
     };
     let base = template.replace("{count}", &drugs.len().to_string()).replace("{possessive}", possessive);
-    for shown in (1..=drugs.len()).rev() {
+    // A list of more than MAX_SUMMARY_CHARS names is longer than that many characters (a name
+    // and its separator take at least one), so longer lists are never tried: bounded work
+    // however many drugs there are.
+    for shown in (1..=drugs.len().min(MAX_SUMMARY_CHARS)).rev() {
         let mut list = drugs[..shown].join(", ");
         if shown < drugs.len() {
             let _ = write!(list, " +{} more", drugs.len() - shown);
         }
         let s = base.replace("{drugs}", &list);
-        if s.chars().count() < 140 {
+        if s.chars().count() < MAX_SUMMARY_CHARS {
             return s;
         }
     }

@@ -17,6 +17,7 @@ pub use crate::knowledge::vocabulary::MedicationRoute;
 use chrono::{DateTime, Utc};
 use recognise::{Product, Recognition};
 use serde_json::Value;
+use std::collections::HashSet;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MedicationSource {
@@ -239,13 +240,15 @@ pub fn codes_to_resolve<E>(
 ) -> Vec<String> {
     let none = ResolvedCodes::none();
     let mut codes: Vec<String> = Vec::new();
+    let mut seen: HashSet<String> = HashSet::new();
     for record in records(resources, &conventions.medication).iter().filter(|r| r.relevant()) {
         let product = Product::of(record, resources);
         if recognise::recognise(&product, index, &none).recognised_locally {
             continue;
         }
         for code in product.rxnorm_codes().map(str::trim) {
-            if !codes.iter().any(|c| c == code) {
+            if !seen.contains(code) {
+                seen.insert(code.to_string());
                 codes.push(code.to_string());
             }
         }
@@ -266,14 +269,15 @@ fn unrecognised_note(record: &MedicationRecord, product: &Product, resolved: &Re
     Some(format!("{}: RxNorm {shown} not recognised ({}); not used", record.reference(), resolved.failure(first)))
 }
 
-fn fact(
-    record: &MedicationRecord,
+fn fact<'a>(
+    record: &MedicationRecord<'a>,
     product: &Product,
     recognition: Recognition,
-    resources: &ResourceSet,
+    resources: &'a ResourceSet,
     index: &ValueSetIndex,
 ) -> MedicationFact {
     let Recognition { sets, ingredients, components, brand, .. } = recognition;
+    let reasons = recognise::Reasons::of(record, resources);
     let recorded = product.label().unwrap_or("(unnamed medication)");
     MedicationFact {
         reference: record.reference(),
@@ -283,8 +287,8 @@ fn fact(
         draft_in_scope: record.draft_in_scope,
         label: label_with_ingredients(recorded, &components, &ingredients),
         sets,
-        reason_sets: recognise::reason_sets(record, resources, index),
-        reason_labels: recognise::reason_labels(record, resources),
+        reason_sets: recognise::reason_sets(record, &reasons, index),
+        reason_labels: recognise::reason_labels(record, &reasons),
         started: record.started.and_then(parse_fhir_datetime),
         ingredients,
         components,

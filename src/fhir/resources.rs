@@ -12,7 +12,8 @@ use super::prefetch::{Entry, PrefetchValue};
 use super::tolerant::{bounded, read_json, read_kind, read_value, IgnoredElement, Read, ReadError};
 use serde::Deserialize;
 use serde_json::Value;
-use std::collections::HashSet;
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 
 /// A resource that could not be used, or one element of a resource that was dropped (its
 /// location then starts with `element …`, e.g. `element note of prefetch.labs entry 17
@@ -49,6 +50,10 @@ pub struct ResourceSet {
     /// `context.patientId`: resources whose subject is another patient are skipped.
     patient_id: Option<String>,
     seen: HashSet<String>,
+    /// Position in `medications` by id, so that references resolve in constant time.
+    medication_by_id: HashMap<String, usize>,
+    /// Position in `conditions` by id (reasons of orders refer to them).
+    condition_by_id: HashMap<String, usize>,
 }
 
 impl ResourceSet {
@@ -129,10 +134,20 @@ impl ResourceSet {
                     self.patient = Some(p);
                 }
             }
-            Resource::Condition(c) => self.conditions.push(c),
+            Resource::Condition(c) => {
+                if let Some(id) = &c.id {
+                    self.condition_by_id.entry(id.clone()).or_insert(self.conditions.len());
+                }
+                self.conditions.push(c)
+            }
             Resource::MedicationRequest(m) => self.medication_requests.push(m),
             Resource::MedicationStatement(m) => self.medication_statements.push(m),
-            Resource::Medication(m) => self.medications.push(m),
+            Resource::Medication(m) => {
+                if let Some(id) = &m.id {
+                    self.medication_by_id.entry(id.clone()).or_insert(self.medications.len());
+                }
+                self.medications.push(m)
+            }
             Resource::Observation(o) => self.observations.push(o),
             Resource::Other(_) => {}
         }
@@ -218,6 +233,7 @@ impl ResourceSet {
     /// (every draft is in scope).
     pub fn add_draft_orders(&mut self, bundle: &Value, selected: Option<&[String]>) {
         let Some(entries) = bundle.get("entry").and_then(Value::as_array) else { return };
+        let selected: Option<HashSet<&str>> = selected.map(|s| s.iter().map(String::as_str).collect());
         for (i, entry) in entries.iter().enumerate() {
             let Some(resource) = entry.get("resource") else { continue };
             if resource.get("resourceType").and_then(Value::as_str) != Some("MedicationRequest") {
@@ -239,7 +255,7 @@ impl ResourceSet {
                     }
                     self.report_ignored(&label, &ignored);
                     let reference = format!("MedicationRequest/{}", request.id.as_deref().unwrap_or(""));
-                    let in_scope = selected.is_none_or(|s| s.contains(&reference));
+                    let in_scope = selected.as_ref().is_none_or(|s| s.contains(reference.as_str()));
                     self.draft_orders.push(DraftOrder { request, in_scope });
                 }
                 Ok(_) => {}
@@ -251,31 +267,44 @@ impl ResourceSet {
     fn skip(&mut self, location: String, reason: String) {
         // The log gets where only: the resource id (a Patient id is an identifier) and the
         // reason (it describes the offending value) go to the response, not the log. The
-        // position holds numbers, the prefetch key (bounded) and model field names.
-        let position = location.split(" (").next().unwrap_or("");
-        tracing::warn!(position, "FHIR resource skipped");
+        // position holds numbers, the prefetch key (bounded) and model field names. A few
+        // lines per request: the response's warnings list every one, the log need not.
+        match self.skipped.len() {
+            n if n < LOGGED_SKIPS => {
+                let position = location.split(" (").next().unwrap_or("");
+                tracing::warn!(position, "FHIR resource skipped");
+            }
+            LOGGED_SKIPS => tracing::warn!("more FHIR resources skipped in this request; not logged one by one"),
+            _ => {}
+        }
         self.skipped.push(SkippedResource { location, reason });
     }
 
-    /// Finds a referenced Medication: `#id` among `contained`, else `Medication/id` in the set.
-    /// A contained Medication is read tolerantly; one that cannot be read resolves to
-    /// nothing, as an unresolvable reference does.
-    pub fn resolve_medication(&self, reference: &str, contained: &[Value]) -> Option<Medication> {
+    /// Finds a referenced Medication: `#id` among `contained`, else `Medication/id` in the set
+    /// (borrowed: many orders may name one Medication). A contained Medication is read
+    /// tolerantly; one that cannot be read resolves to nothing, as an unresolvable reference does.
+    pub fn resolve_medication(&self, reference: &str, contained: &[Value]) -> Option<Cow<'_, Medication>> {
         if let Some(local) = reference.strip_prefix('#') {
             let found = contained.iter().find(|c| c.get("id").and_then(Value::as_str) == Some(local))?;
             return match read_kind("Medication", found.clone()) {
-                Ok(Read { resource: Resource::Medication(m), .. }) => Some(m),
+                Ok(Read { resource: Resource::Medication(m), .. }) => Some(Cow::Owned(m)),
                 _ => None,
             };
         }
         let id = reference.rsplit('/').next()?;
-        self.medications.iter().find(|m| m.id.as_deref() == Some(id)).cloned()
+        self.medication_by_id.get(id).map(|&i| Cow::Borrowed(&self.medications[i]))
+    }
+
+    /// The Condition with this id, if the request brought it.
+    pub fn condition(&self, id: &str) -> Option<&Condition> {
+        self.condition_by_id.get(id).map(|&i| &self.conditions[i])
     }
 }
 
 /// Prefetched Patients of another patient named in the refusal, at most.
 const MAX_FOREIGN_REPORTED: usize = 10;
-
+/// Skipped resources logged one by one per request (the response lists them all).
+const LOGGED_SKIPS: usize = 10;
 /// Longest prefetch key, resource type or id echoed in a location.
 const LABEL_CHARS: usize = 64;
 

@@ -19,7 +19,7 @@ mod resolved;
 use futures_util::StreamExt;
 pub use resolved::{is_rxcui, LookupFailure, ResolvedCodes, RXNORM};
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -104,18 +104,23 @@ impl TerminologyClient {
             return out;
         }
         let started = Instant::now();
-        let mut lookups = futures_util::stream::iter(pending.iter())
-            .map(|code| async move { (code, self.lookup(code).await) })
+        // Owned codes in the lookups: a closure over borrowed ones makes this future's `Send`
+        // unprovable (rust-lang/rust#102211), and the service runs it on the evaluation pool.
+        let mut lookups = futures_util::stream::iter(pending.clone())
+            .map(|code| async move {
+                let answer = self.lookup(&code).await;
+                (code, answer)
+            })
             .buffer_unordered(CONCURRENCY);
         let deadline = tokio::time::Instant::from_std(deadline);
-        let mut answered: Vec<&String> = Vec::with_capacity(pending.len());
+        let mut answered: HashSet<String> = HashSet::with_capacity(pending.len());
         while let Ok(Some((code, answer))) = tokio::time::timeout_at(deadline, lookups.next()).await {
-            self.remember(code, &answer);
-            out.insert(code, answer);
-            answered.push(code);
+            self.remember(&code, &answer);
+            out.insert(&code, answer);
+            answered.insert(code);
         }
         drop(lookups);
-        for code in pending.iter().filter(|c| !answered.contains(c)) {
+        for code in pending.iter().filter(|c| !answered.contains(*c)) {
             out.insert(code, Err(LookupFailure::Timeout));
         }
         // Counts only: which drugs a patient takes is not for the log.

@@ -4,8 +4,10 @@ pub mod demo;
 pub mod error;
 pub mod feedback;
 pub mod host;
+pub mod limits;
 pub mod middleware;
 pub mod openapi;
+pub mod pool;
 pub mod routes;
 
 use crate::auth::Authenticator;
@@ -49,6 +51,10 @@ pub struct AppState {
     pub suppress_days: i64,
     /// Evaluation instant fixed by `--now` (tests, demos); the clock otherwise.
     pub fixed_now: Option<chrono::DateTime<chrono::Utc>>,
+    /// Request bodies in flight, against --max-inflight-bodies and --max-inflight-bytes.
+    pub in_flight: Arc<limits::InFlight>,
+    /// Where large requests are evaluated (--eval-threads, --offload-above).
+    pub eval_pool: pool::EvalPool,
 }
 
 #[derive(Debug, Clone)]
@@ -103,6 +109,7 @@ impl Application {
             None => None,
         };
         let fhir = fhir_client(args, auth.is_none(), extra_roots)?;
+        let (in_flight, eval_pool) = limits::from_args(args)?;
         let state = web::Data::new(AppState {
             schemas,
             catalog: ArcSwap::from_pointee(catalog),
@@ -120,6 +127,8 @@ impl Application {
             demo: args.demo,
             suppress_days: args.suppress_days,
             fixed_now: args.now,
+            in_flight,
+            eval_pool,
         });
         let cors = cors_policy(args);
         let host_policy = HostPolicy::new(state.auth.is_some(), &state.public_url);
@@ -131,6 +140,7 @@ impl Application {
                 .app_data(app_state.clone())
                 .app_data(web::Data::new(host_policy.clone()))
                 .app_data(web::Data::new(cors.clone()))
+                .wrap(from_fn(limits::bound_bodies))
                 .wrap(cors_middleware(&cors))
                 .wrap(from_fn(host::check_host))
                 .wrap(from_fn(middleware::observe))

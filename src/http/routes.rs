@@ -4,6 +4,7 @@
 use super::error::ApiError;
 use super::middleware::{HookInstanceTag, ServiceTag};
 use super::AppState;
+use crate::catalog::Catalog;
 use crate::fhir::CdsRequest;
 use crate::protocol::{CdsResponse, DiscoveryResponse, OperationOutcome};
 use crate::service::{run_call, CallContext, Feedback, ServiceCall, ServiceError};
@@ -106,30 +107,80 @@ pub async fn call_service(
     let id = path.into_inner();
     let catalog = state.catalog.load_full();
     authenticate(&req, &state).await?;
-    let service = catalog.service(&id).ok_or_else(|| ApiError::UnknownService(id.clone()))?;
+    catalog.service(&id).ok_or_else(|| ApiError::UnknownService(id.clone()))?;
     req.extensions_mut().insert(ServiceTag(id.clone()));
     let body = read_json_body(&req, payload, &state).await?;
-    let now = state.fixed_now.unwrap_or_else(chrono::Utc::now);
-    let mut request = CdsRequest::parse(&body, &state.schemas, &service.hook)?;
-    if state.demo && request.extension.as_ref().is_some_and(|e| e.contains_key(crate::samples::SAMPLE_EXTENSION)) {
-        // Demo only: a sample from samples/ (its dates are relative) is moved to now, as `eval`
-        // does. A production service never changes a patient's dates.
-        let mut value: serde_json::Value = serde_json::from_slice(&body)
-            .map_err(|e| ApiError::BadRequest(crate::protocol::RequestError::Malformed(e.to_string())))?;
-        crate::samples::resolve(&mut value, now);
-        request = CdsRequest::from_value(value, &state.schemas, &service.hook)?;
+    // A large request is evaluated on the evaluation threads, holding its place in flight
+    // until it is done; a small one here, without the hand-over.
+    let (hook_instance, answer) = if state.eval_pool.takes(body.len()) {
+        let permit = req.extensions_mut().remove::<super::limits::BodyPermit>();
+        let pool_state = state.clone();
+        state
+            .eval_pool
+            .run(async move {
+                let answer = answer_call(&pool_state, &catalog, &id, body).await;
+                drop(permit);
+                answer
+            })
+            .await
+    } else {
+        answer_call(&state, &catalog, &id, body).await
+    };
+    if let Some(hook_instance) = hook_instance {
+        req.extensions_mut().insert(HookInstanceTag(hook_instance));
     }
-    req.extensions_mut().insert(HookInstanceTag(request.hook_instance.clone()));
+    Ok(HttpResponse::Ok().content_type("application/json").body(answer?))
+}
+
+/// A call once its body is read: parse, evaluate, serialise. The hook instance, once known,
+/// is returned for the access log whatever the outcome.
+async fn answer_call(
+    state: &AppState,
+    catalog: &Catalog,
+    id: &str,
+    body: Bytes,
+) -> (Option<String>, Result<Vec<u8>, ApiError>) {
+    let Some(service) = catalog.service(id) else {
+        return (None, Err(ApiError::UnknownService(id.to_string())));
+    };
+    let now = state.fixed_now.unwrap_or_else(chrono::Utc::now);
+    let request = match parse_call(state, &body, &service.hook, now) {
+        Ok(r) => r,
+        Err(e) => return (None, Err(e)),
+    };
+    drop(body);
+    let hook_instance = Some(request.hook_instance.clone());
     let context = CallContext {
         fhir: Some(&state.fhir),
         terminology: state.terminology.as_ref(),
         feedback: state.store.as_deref().map(|store| Feedback { store, record_cards: state.record_cards }),
         silent: state.silent,
     };
-    let outcome = run_call(ServiceCall { request, service, catalog: &catalog, now }, &context).await?;
-    let body =
-        serde_json::to_vec(&outcome.response).map_err(|e| ApiError::Internal(format!("serialising response: {e}")))?;
-    Ok(HttpResponse::Ok().content_type("application/json").body(body))
+    let answer = match run_call(ServiceCall { request, service, catalog, now }, &context).await {
+        Ok(outcome) => {
+            serde_json::to_vec(&outcome.response).map_err(|e| ApiError::Internal(format!("serialising response: {e}")))
+        }
+        Err(e) => Err(e.into()),
+    };
+    (hook_instance, answer)
+}
+
+fn parse_call(
+    state: &AppState,
+    body: &[u8],
+    hook: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<CdsRequest, ApiError> {
+    let mut request = CdsRequest::parse(body, &state.schemas, hook)?;
+    if state.demo && request.extension.as_ref().is_some_and(|e| e.contains_key(crate::samples::SAMPLE_EXTENSION)) {
+        // Demo only: a sample from samples/ (its dates are relative) is moved to now, as `eval`
+        // does. A production service never changes a patient's dates.
+        let mut value: serde_json::Value = serde_json::from_slice(body)
+            .map_err(|e| ApiError::BadRequest(crate::protocol::RequestError::Malformed(e.to_string())))?;
+        crate::samples::resolve(&mut value, now);
+        request = CdsRequest::from_value(value, &state.schemas, hook)?;
+    }
+    Ok(request)
 }
 
 impl From<ServiceError> for ApiError {

@@ -19,6 +19,8 @@ pub enum IssueCode {
     Processing,
     Timeout,
     Transient,
+    /// Load management: too much in flight; retry later.
+    Throttled,
     Exception,
     Incomplete,
 }

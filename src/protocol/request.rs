@@ -229,9 +229,10 @@ impl<P: PrefetchRead> CdsRequest<P> {
         let mut errors = Vec::new();
         // order-select: every selection names an order inside draftOrders.
         if !self.context.selections.is_empty() {
-            let drafts = draft_order_references(self.context.draft_orders.as_ref());
+            let drafts: std::collections::HashSet<String> =
+                draft_order_references(self.context.draft_orders.as_ref()).into_iter().collect();
             for (i, selection) in self.context.selections.iter().enumerate() {
-                if !drafts.iter().any(|d| d == selection) {
+                if !drafts.contains(selection) {
                     errors.push(SchemaError {
                         pointer: format!("/context/selections/{i}"),
                         message: "selection does not match any resource in context.draftOrders".into(),

@@ -227,14 +227,46 @@ fn candidate_rules(book: &RuleBook, facts: &PatientFacts) -> Vec<bool> {
     candidate
 }
 
-fn dedup(mut evidence: Vec<Evidence>) -> Vec<Evidence> {
+/// The evidence without repeats, in first-seen order. Linear: items are bucketed by what
+/// identifies them (kind and index), and compared in full only within a bucket.
+fn dedup(evidence: Vec<Evidence>) -> Vec<Evidence> {
     let mut out: Vec<Evidence> = Vec::with_capacity(evidence.len());
-    for e in evidence.drain(..) {
-        if !out.contains(&e) {
+    let mut seen: std::collections::HashMap<EvidenceKey, Vec<usize>> =
+        std::collections::HashMap::with_capacity(evidence.len());
+    for e in evidence {
+        let bucket = seen.entry(EvidenceKey::of(&e)).or_default();
+        if !bucket.iter().any(|&k| out[k] == e) {
+            bucket.push(out.len());
             out.push(e);
         }
     }
     out
+}
+
+/// What identifies a piece of evidence (equal evidence has equal keys).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum EvidenceKey {
+    Condition(usize),
+    Medication(usize),
+    OrderReason(usize),
+    Observation(usize, VsId),
+    NoRecentObservation(VsId, i64),
+    Pregnancy,
+    Age(u32),
+}
+
+impl EvidenceKey {
+    fn of(e: &Evidence) -> Self {
+        match e {
+            Evidence::Condition(i) => Self::Condition(*i),
+            Evidence::Medication(i) => Self::Medication(*i),
+            Evidence::OrderReason(i) => Self::OrderReason(*i),
+            Evidence::Observation(o) => Self::Observation(o.index, o.vs),
+            Evidence::NoRecentObservation { vs, lookback_days } => Self::NoRecentObservation(*vs, *lookback_days),
+            Evidence::Pregnancy => Self::Pregnancy,
+            Evidence::Age(a) => Self::Age(*a),
+        }
+    }
 }
 
 impl Ctx<'_> {

@@ -17,6 +17,7 @@ mod feedback;
 mod fhir_fallback;
 mod hostile_auth;
 mod hostile_http;
+mod hostile_load;
 mod hostile_store;
 mod hostile_values;
 mod replay_replicas;

@@ -12,18 +12,21 @@ use crate::knowledge::phrases::{words, Words};
 use crate::knowledge::valueset::{canonical_system, ValueSetIndex, VsId};
 use crate::knowledge::vocabulary::Brand;
 use serde_json::Value;
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 
 /// The product a record names: its own concept, and the Medication it references.
 pub(super) struct Product<'a> {
     concept: Option<&'a CodeableConcept>,
     reference_display: Option<&'a str>,
-    medication: Option<Medication>,
+    /// Borrowed from the request when shared (many orders may name one Medication).
+    medication: Option<Cow<'a, Medication>>,
     /// Every text, split once for the ingredient, brand, salt and dose-form lookups.
     words: Vec<Words>,
 }
 
 impl<'a> Product<'a> {
-    pub fn of(record: &MedicationRecord<'a>, resources: &ResourceSet) -> Self {
+    pub fn of(record: &MedicationRecord<'a>, resources: &'a ResourceSet) -> Self {
         let medication = record
             .reference
             .and_then(|r| r.reference.as_deref())
@@ -122,15 +125,17 @@ pub(super) fn recognise(product: &Product, index: &ValueSetIndex, resolved: &Res
     product.words.iter().for_each(|t| ingredient_candidates(index, t, Via::Text, &mut found));
     // A salt word ("magnesium", "potassium") is another drug's salt when the product names one.
     let drug_named = found.iter().any(|c| !c.salt && !vocabulary.has_salts(c.vs));
-    found
-        .retain(|c| !c.salt || !(drug_named || product.words.iter().any(|t| vocabulary.salt_blocked_by_text(c.vs, t))));
+    // Whether a text blocks a salt depends on the value set only: decided once per set.
+    let mut blocked: HashMap<VsId, bool> = HashMap::new();
+    found.retain(|c| {
+        !c.salt
+            || !(drug_named
+                || *blocked
+                    .entry(c.vs)
+                    .or_insert_with(|| product.words.iter().any(|t| vocabulary.salt_blocked_by_text(c.vs, t))))
+    });
     found.sort_by_key(|c| c.via);
-    let mut sets: Vec<VsId> = Vec::new();
-    for c in &found {
-        if !sets.contains(&c.vs) {
-            sets.push(c.vs);
-        }
-    }
+    let sets: Vec<VsId> = unique(found.iter().map(|c| c.vs));
     let ingredients = sets.iter().map(|&vs| IngredientMatch { vs, name: best_name(&found, vs) }).collect();
     // Components only name what a card shows: not needed for a medication in no value set.
     let components = match brand {
@@ -188,13 +193,14 @@ fn code_name(index: &ValueSetIndex, vs: VsId, system: &str, code: &str, display:
 /// Empty unless there are at least two.
 fn combination<'t>(texts: impl Iterator<Item = &'t str>, index: &ValueSetIndex) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
+    let mut seen: HashSet<String> = HashSet::new();
     for segment in texts.flat_map(|t| t.split(" / ")) {
         let name = segment.split(|c: char| c.is_ascii_digit() || c == '(' || c == '[').next().unwrap_or("");
         let parts: Vec<&str> = name.split(['-', '/']).map(str::trim).filter(|p| !p.is_empty()).collect();
         let split = parts.len() > 1 && parts.iter().any(|p| index.ingredient_names().occurs_in(p));
         let names = if split { parts } else { vec![name] };
         for n in names.into_iter().map(|n| words(n).join(" ")).filter(|n| !n.is_empty()) {
-            if !out.contains(&n) {
+            if seen.insert(n.clone()) {
                 out.push(n);
             }
         }
@@ -229,25 +235,64 @@ fn concept_texts(cc: &CodeableConcept) -> impl Iterator<Item = &str> {
     cc.text.as_deref().into_iter().chain(cc.coding.iter().filter_map(|c| c.display.as_deref()))
 }
 
-/// Value sets of the reasons: `reasonCode`, and `reasonReference` to a Condition of the
-/// request (`Condition/<id>`, an absolute URL ending so) or a contained one (`#id`).
-pub(super) fn reason_sets(record: &MedicationRecord, resources: &ResourceSet, index: &ValueSetIndex) -> Vec<VsId> {
+/// The Conditions an order's `reasonReference`s name: a contained one (`#id`) or one of the
+/// request's (`Condition/<id>`, an absolute URL ending so). Each distinct Condition is read
+/// once, however often it is referenced, so the work is linear in the record's size.
+pub(super) struct Reasons<'a> {
+    /// The distinct Conditions referenced, in order of first reference.
+    conditions: Vec<Cow<'a, Condition>>,
+    /// Per reference, in order: which of `conditions` it names, if any.
+    named: Vec<Option<usize>>,
+}
+
+impl<'a> Reasons<'a> {
+    pub fn of(record: &MedicationRecord<'a>, resources: &'a ResourceSet) -> Self {
+        let mut conditions: Vec<Cow<'a, Condition>> = Vec::new();
+        let mut named = Vec::with_capacity(record.reason_references.len());
+        // Key: (contained?, id) → position in `conditions` (None: does not resolve).
+        let mut positions: HashMap<(bool, &'a str), Option<usize>> = HashMap::new();
+        let mut contained: Option<HashMap<&'a str, &'a Value>> = None;
+        for r in record.reason_references {
+            let local = r.reference.as_deref().and_then(|s| s.strip_prefix('#'));
+            let key = match local {
+                Some(id) => (true, id),
+                None => match condition_id(r) {
+                    Some(id) => (false, id),
+                    None => {
+                        named.push(None);
+                        continue;
+                    }
+                },
+            };
+            let position = *positions.entry(key).or_insert_with(|| {
+                let found = match key {
+                    (true, id) => contained
+                        .get_or_insert_with(|| contained_conditions(record.contained))
+                        .get(id)
+                        .and_then(|c| serde_json::from_value((*c).clone()).ok())
+                        .map(Cow::Owned),
+                    (false, id) => resources.condition(id).map(Cow::Borrowed),
+                };
+                found.map(|c| {
+                    conditions.push(c);
+                    conditions.len() - 1
+                })
+            });
+            named.push(position);
+        }
+        Reasons { conditions, named }
+    }
+}
+
+/// Value sets of the reasons: `reasonCode`, and the Conditions `reasonReference` names.
+pub(super) fn reason_sets(record: &MedicationRecord, reasons: &Reasons, index: &ValueSetIndex) -> Vec<VsId> {
     let mut out = Vec::new();
     for cc in record.reason_codes {
         crate::facts::sets_of_concept(cc, index, &mut out);
     }
-    for r in record.reason_references {
-        let code = |c: &Condition, out: &mut Vec<VsId>| {
-            if let Some(cc) = &c.code {
-                crate::facts::sets_of_concept(cc, index, out);
-            }
-        };
-        if let Some(local) = r.reference.as_deref().and_then(|s| s.strip_prefix('#')) {
-            if let Some(c) = contained_condition(record.contained, local) {
-                code(&c, &mut out);
-            }
-        } else if let Some(id) = condition_id(r) {
-            resources.conditions.iter().filter(|c| c.id.as_deref() == Some(id)).for_each(|c| code(c, &mut out));
+    for c in &reasons.conditions {
+        if let Some(cc) = &c.code {
+            crate::facts::sets_of_concept(cc, index, &mut out);
         }
     }
     out
@@ -255,30 +300,32 @@ pub(super) fn reason_sets(record: &MedicationRecord, resources: &ResourceSet, in
 
 /// The reasons as written, for the card: the coded reasons' labels, and for a reference the
 /// referenced Condition's label (else the reference's display).
-pub(super) fn reason_labels(record: &MedicationRecord, resources: &ResourceSet) -> Vec<String> {
+pub(super) fn reason_labels(record: &MedicationRecord, reasons: &Reasons) -> Vec<String> {
     let mut out: Vec<String> = record.reason_codes.iter().filter_map(|cc| cc.label()).map(str::to_string).collect();
-    for r in record.reason_references {
-        let local = r.reference.as_deref().and_then(|s| s.strip_prefix('#'));
-        let label = match local {
-            Some(id) => contained_condition(record.contained, id).and_then(|c| c.code?.label().map(str::to_string)),
-            None => condition_id(r).and_then(|id| {
-                let c = resources.conditions.iter().find(|c| c.id.as_deref() == Some(id))?;
-                c.code.as_ref()?.label().map(str::to_string)
-            }),
-        };
+    for (r, named) in record.reason_references.iter().zip(&reasons.named) {
+        let label = named.and_then(|i| reasons.conditions[i].code.as_ref()?.label().map(str::to_string));
         out.extend(label.or_else(|| r.display.clone()));
     }
     out
 }
 
-fn contained_condition(contained: &[Value], id: &str) -> Option<Condition> {
-    contained
-        .iter()
-        .find(|c| {
-            c.get("resourceType").and_then(Value::as_str) == Some("Condition")
-                && c.get("id").and_then(Value::as_str) == Some(id)
-        })
-        .and_then(|c| serde_json::from_value(c.clone()).ok())
+/// The contained Conditions by id (the first of each id).
+fn contained_conditions(contained: &[Value]) -> HashMap<&str, &Value> {
+    let mut out = HashMap::new();
+    for c in contained {
+        if c.get("resourceType").and_then(Value::as_str) == Some("Condition") {
+            if let Some(id) = c.get("id").and_then(Value::as_str) {
+                out.entry(id).or_insert(c);
+            }
+        }
+    }
+    out
+}
+
+/// Each item once, in first-seen order (linear).
+fn unique<T: Eq + std::hash::Hash + Copy>(items: impl IntoIterator<Item = T>) -> Vec<T> {
+    let mut seen = HashSet::new();
+    items.into_iter().filter(|x| seen.insert(*x)).collect()
 }
 
 /// `Condition/<id>`, `https://…/Condition/<id>` or `Condition/<id>/_history/<v>` → `<id>`.

@@ -4,6 +4,11 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use values::*;
+
+mod values;
+
+pub use values::{parse_duration, parse_size, parse_token_lifetime};
 
 #[derive(Debug, Parser)]
 #[command(name = "leg-cramp-cds", version, about = "CDS Hooks 2.0.1 service: causes of leg cramps, as advisory cards")]
@@ -126,6 +131,23 @@ pub struct ServeArgs {
     /// Largest accepted request body, in bytes (suffixes KiB, MiB accepted).
     #[arg(long, env = "LEG_CRAMP_CDS_MAX_BODY", default_value = "10MiB", value_parser = parse_size)]
     pub max_body: usize,
+    /// Most request bodies in flight at once (being received or evaluated). Past it a request
+    /// gets 503 with Retry-After before its body is read.
+    #[arg(long, env = "LEG_CRAMP_CDS_MAX_INFLIGHT_BODIES", default_value_t = 64, value_parser = parse_count)]
+    pub max_inflight_bodies: usize,
+    /// Most bytes of request bodies in flight at once (suffixes KiB, MiB accepted): what
+    /// bounds the memory a burst of large requests can take. Past it a request gets 503 with
+    /// Retry-After and the rest of its body is not read.
+    #[arg(long, env = "LEG_CRAMP_CDS_MAX_INFLIGHT_BYTES", default_value = "32MiB", value_parser = parse_size)]
+    pub max_inflight_bytes: usize,
+    /// Threads that evaluate large requests (bodies of at least --offload-above), so that
+    /// the HTTP workers keep answering health checks and small requests. Default: one per core.
+    #[arg(long, env = "LEG_CRAMP_CDS_EVAL_THREADS", value_parser = parse_count)]
+    pub eval_threads: Option<usize>,
+    /// Bodies of at least this size are evaluated on the --eval-threads pool; smaller ones on
+    /// the HTTP worker that received them (no hand-over).
+    #[arg(long, env = "LEG_CRAMP_CDS_OFFLOAD_ABOVE", default_value = "64KiB", value_parser = parse_size)]
+    pub offload_above: usize,
     /// Log format.
     #[arg(long, env = "LEG_CRAMP_CDS_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -306,92 +328,5 @@ impl ServeArgs {
         attach(&self.trusted_tenants, "--trusted-tenant", true)?;
         attach(&self.allowed_jku, "--allowed-jku", false)?;
         Ok(issuers)
-    }
-}
-
-/// Parses `10485760`, `512KiB`, `10MiB`, `1GiB` (also `K`, `M`, `G`, `KB`, `MB`: binary units).
-pub fn parse_size(s: &str) -> Result<usize, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (digits, unit) = s.split_at(split);
-    let n: usize = digits.parse().map_err(|_| format!("'{s}' is not a size (e.g. 10MiB)"))?;
-    let factor = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        other => return Err(format!("unknown size unit '{other}' (use KiB, MiB or GiB)")),
-    };
-    n.checked_mul(factor).filter(|&b| b > 0).ok_or_else(|| format!("'{s}' is out of range"))
-}
-
-/// A queue bound: 1 to 10 million records.
-fn parse_queue_bound(s: &str) -> Result<usize, String> {
-    s.trim()
-        .parse::<usize>()
-        .ok()
-        .filter(|n| (1..=10_000_000).contains(n))
-        .ok_or_else(|| format!("'{s}' is not 1 to 10000000"))
-}
-
-/// Parses `3s`, `500ms`, `2m`, or a bare number of seconds; up to an hour.
-pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    parse_duration_up_to(s, 3600.0)
-}
-
-/// A JWT lifetime bound: a duration up to 24 h.
-pub fn parse_token_lifetime(s: &str) -> Result<std::time::Duration, String> {
-    parse_duration_up_to(s, 86_400.0)
-}
-
-/// Parses `3s`, `500ms`, `2m`, `1h`, or a bare number of seconds, more than 0 and at most
-/// `max_secs`.
-fn parse_duration_up_to(s: &str, max_secs: f64) -> Result<std::time::Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().map_err(|_| format!("'{s}' is not a duration (e.g. 3s, 500ms)"))?;
-    let secs = match unit.trim() {
-        "" | "s" => n,
-        "ms" => n / 1000.0,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        other => return Err(format!("unknown duration unit '{other}' (use ms, s, m or h)")),
-    };
-    if !(secs > 0.0 && secs <= max_secs) {
-        return Err(format!("'{s}' is out of range"));
-    }
-    Ok(std::time::Duration::from_secs_f64(secs))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_parse() {
-        assert_eq!(parse_size("10MiB"), Ok(10 << 20));
-        assert_eq!(parse_size("512k"), Ok(512 << 10));
-        assert_eq!(parse_size("1000"), Ok(1000));
-        assert!(parse_size("ten").is_err());
-        assert!(parse_size("5 parsecs").is_err());
-        assert!(parse_size("0").is_err());
-    }
-
-    #[test]
-    fn token_lifetimes_parse_up_to_a_day() {
-        assert_eq!(parse_token_lifetime("1h"), Ok(std::time::Duration::from_secs(3600)));
-        assert_eq!(parse_token_lifetime("5m"), Ok(std::time::Duration::from_secs(300)));
-        assert!(parse_token_lifetime("25h").is_err());
-        assert!(parse_token_lifetime("0s").is_err());
-        assert!(parse_duration("2h").is_err(), "timeouts stay under an hour");
-    }
-
-    #[test]
-    fn public_url_defaults_to_listen_address() {
-        let cli = Cli::try_parse_from(["leg-cramp-cds", "serve", "--listen", "127.0.0.1:9000"]).unwrap();
-        let Command::Serve(args) = cli.command else { panic!("serve") };
-        let args = *args;
-        assert_eq!(args.public_base_url(), "http://127.0.0.1:9000");
     }
 }
