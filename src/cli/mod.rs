@@ -330,3 +330,16 @@ impl ServeArgs {
         Ok(issuers)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_url_defaults_to_listen_address() {
+        let cli = Cli::try_parse_from(["leg-cramp-cds", "serve", "--listen", "127.0.0.1:9000"]).unwrap();
+        let Command::Serve(args) = cli.command else { panic!("serve") };
+        let args = *args;
+        assert_eq!(args.public_base_url(), "http://127.0.0.1:9000");
+    }
+}

@@ -26,6 +26,7 @@ fn issued(uuid: String, at: &str) -> queue::Record {
         hook_instance: "h".into(),
         patient_key: "k".into(),
         issued_at: t(at),
+        silent: false,
     })
 }
 
