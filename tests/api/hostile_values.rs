@@ -4,6 +4,7 @@
 //! data is never used for it.
 use crate::helpers::*;
 use crate::rules::{catalog, NOW};
+use crate::tolerant_reading::{cramp, patient, server};
 use leg_cramp_cds::service::cases::build_request;
 use serde_json::{json, Value};
 use wiremock::matchers::{method, path};
@@ -11,21 +12,6 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const CRITICAL: &str = "red-flag-critical-electrolytes";
 const HYPOKALAEMIA: &str = "electrolyte-hypokalemia";
-
-fn server() -> TestServer {
-    TestServer::builder().args(["--now", NOW]).start()
-}
-
-fn patient() -> Value {
-    json!({"resourceType": "Patient", "id": "p1", "gender": "female", "birthDate": "1971-01-15"})
-}
-
-/// An active "cramp and spasm" diagnosis: the gate of the electrolyte cards.
-fn cramp() -> Value {
-    json!({"resourceType": "Condition", "id": "cramp", "clinicalStatus": {"coding": [{"code": "active"}]},
-        "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "R25.2", "display": "Cramp and spasm"}]},
-        "subject": {"reference": "Patient/p1"}, "recordedDate": "2026-05-26T12:00:00Z"})
-}
 
 /// A result of the LOINC `code` with `valueQuantity` {value, unit}.
 fn lab(id: &str, code: &str, when: &str, value: f64, unit: &str) -> Value {

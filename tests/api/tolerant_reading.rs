@@ -7,16 +7,16 @@ use leg_cramp_cds::service::cases::build_request;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-fn server() -> TestServer {
+pub(crate) fn server() -> TestServer {
     TestServer::builder().args(["--now", NOW]).start()
 }
 
-fn patient() -> Value {
+pub(crate) fn patient() -> Value {
     json!({"resourceType": "Patient", "id": "p1", "gender": "female", "birthDate": "1971-01-15"})
 }
 
-/// An active "cramp and spasm" diagnosis: the gate of the critical electrolyte card.
-fn cramp() -> Value {
+/// An active "cramp and spasm" diagnosis: the gate of the electrolyte cards.
+pub(crate) fn cramp() -> Value {
     json!({"resourceType": "Condition", "id": "cramp", "clinicalStatus": {"coding": [{"code": "active"}]},
         "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "R25.2", "display": "Cramp and spasm"}]},
         "subject": {"reference": "Patient/p1"}, "recordedDate": "2026-05-26T12:00:00Z"})
